@@ -1,0 +1,1 @@
+"""The Streamlit leaderboard (read-only over the results store)."""

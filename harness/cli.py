@@ -1,0 +1,351 @@
+"""The ``archbench`` command line.
+
+Every command that a user can feed bad input prints one ``error: ...`` line naming the
+fix and exits with status 2; nothing is written to the store in that case.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Benchmark and rank neural sequence architectures.")
+db_app = typer.Typer(no_args_is_help=True, help="Manage the results database.")
+app.add_typer(db_app, name="db")
+
+out = Console()
+err = Console(stderr=True)
+
+DB = typer.Option(None, "--db", help="SQLAlchemy URL or SQLite path (default: $ARCHBENCH_DB or sqlite:///results.db)")
+FORMAT = typer.Option("table", "--format", "-f", help="table, markdown, csv or json")
+QUIET = typer.Option(False, "--quiet", "-q", help="no progress bars (for logs)")
+CKPT = typer.Option("checkpoints", "--checkpoint-dir", help="where checkpoints are written")
+
+
+def handles_errors(fn: Callable) -> Callable:
+    """Print user errors as one line and exit 2; turn SIGTERM into an orderly interrupt."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from harness.errors import user_error_types
+
+        def _term(signum, frame):  # noqa: ANN001
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, _term)
+        try:
+            return fn(*args, **kwargs)
+        except user_error_types() as e:
+            err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted[/]: unfinished runs are marked and will be redone next time")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _parse_sets(sets: list[str] | None) -> dict[str, Any]:
+    from harness.errors import UserError
+
+    out_: dict[str, Any] = {}
+    for item in sets or []:
+        if "=" not in item:
+            raise UserError(f"--set takes key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        try:
+            out_[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            out_[key.strip()] = value
+    return out_
+
+
+def _fmt(x: Any) -> str:
+    if isinstance(x, float):
+        return "-" if x != x else f"{x:.3f}"
+    return "-" if x is None else str(x)
+
+
+def print_frame(df, fmt: str, title: str | None = None) -> None:  # noqa: ANN001
+    from harness.errors import UserError
+
+    if fmt == "json":
+        sys.stdout.write(df.to_json(orient="records", indent=2) + "\n")
+    elif fmt == "csv":
+        sys.stdout.write(df.to_csv(index=False))
+    elif fmt == "markdown":
+        cols = list(df.columns)
+        lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
+        sys.stdout.write("\n".join(lines) + "\n")
+    elif fmt == "table":
+        t = Table(title=title, header_style="bold")
+        for c in df.columns:
+            t.add_column(str(c), justify="right" if df[c].dtype.kind in "fiu" else "left")
+        for row in df.itertuples(index=False):
+            t.add_row(*(_fmt(v) for v in row))
+        out.print(t)
+    else:
+        raise UserError(f"unknown --format {fmt!r}; use table, markdown, csv or json")
+
+
+def _open(db: str | None, readonly: bool = False):  # noqa: ANN202
+    from harness.store import Store
+
+    return Store(db, readonly=readonly)
+
+
+def _leaderboard_frame(store, sweep: str | None = None, task: str | None = None, size: str | None = None):  # noqa: ANN001, ANN202
+    from harness.ranking import rank
+
+    return rank(store.score_frame(sweep=sweep, task=task, size=size))
+
+
+# -- train / eval ---------------------------------------------------------------------
+
+@app.command()
+@handles_errors
+def train(
+    config: Optional[Path] = typer.Argument(None, help="YAML run config (else built from the options)"),
+    arch: Optional[str] = typer.Option(None, help="architecture (see `archbench archs`)"),
+    task: Optional[str] = typer.Option(None, help="task (see `archbench tasks`)"),
+    preset: Optional[str] = typer.Option(None, help="task preset, e.g. quick or paper"),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="dotted override, e.g. arch.d_model=128"),
+    db: Optional[str] = DB, checkpoint_dir: str = CKPT, quiet: bool = QUIET,
+    retry_failed: bool = typer.Option(False, help="run again even if an earlier attempt failed"),
+) -> None:
+    """Train one run and store its learning curve, scores and checkpoint."""
+    from harness.config import _set_path, parse_run_config
+    from harness.errors import UserError
+    from harness.train import train_run
+
+    data: dict[str, Any] = {}
+    if config is not None:
+        if not config.is_file():
+            raise UserError(f"run config {str(config)!r} does not exist")
+        data = yaml.safe_load(config.read_text()) or {}
+        if not isinstance(data, dict):
+            raise UserError(f"{config} must hold a mapping (a run config)")
+    if arch:
+        data = _set_path(data, "arch.name", arch)
+    if task:
+        data = _set_path(data, "task.name", task)
+    if preset:
+        data = _set_path(data, "task.preset", preset)
+    for k, v in _parse_sets(set_).items():
+        data = _set_path(data, k, v)
+    if "task" not in data:
+        raise UserError("say which task to train on: --task NAME (see `archbench tasks`) or a config file")
+    cfg = parse_run_config(data)
+    store = _open(db)
+    r = train_run(cfg, store, checkpoint_dir=checkpoint_dir, progress=not quiet, retry_failed=retry_failed)
+    _report_run(r, cfg)
+    if r.status.startswith("skipped"):
+        out.print(f"run {r.run_id} was not trained again ({r.status.split(':', 1)[1]}); "
+                  f"its results are in the store (`archbench runs`)")
+    elif r.status != "done":
+        raise typer.Exit(1)
+
+
+def _report_run(r, cfg) -> None:  # noqa: ANN001
+    from harness.train import arch_label
+
+    what = f"{arch_label(cfg)} {cfg.task.setting_label} lr={cfg.optimizer.lr:g} seed={cfg.seed}"
+    if r.status == "done":
+        out.print(f"[green]done[/] {r.run_id} {what}: val {r.scores['val_score']:.4f} "
+                  f"test {r.scores['test_score']:.4f} ({r.step} steps, {r.seconds:.1f}s) -> {r.checkpoint}",
+                  highlight=False)
+    elif r.status.startswith("skipped"):
+        out.print(f"[dim]skip[/] {r.run_id} {what} ({r.status.split(':', 1)[1]})", highlight=False)
+    else:
+        last = (r.error or "").strip().splitlines()[-1:] or [""]
+        out.print(f"[red]{r.status}[/] {r.run_id} {what}: {last[0]}", highlight=False)
+
+
+@app.command("eval")
+@handles_errors
+def eval_(
+    checkpoint: Path = typer.Argument(..., help="checkpoint directory written by train"),
+    task: Optional[str] = typer.Option(None, help="task to evaluate on (default: the one trained on)"),
+    preset: Optional[str] = typer.Option(None, help="task preset"),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="task knob override, e.g. seq_len=256"),
+    data: Optional[Path] = typer.Option(None, "--data", help=".npz/.safetensors with int tensors inputs, labels [n, T]"),
+    split: Optional[list[str]] = typer.Option(None, "--split", help="splits to score (default: all but train)"),
+    seed: Optional[int] = typer.Option(None, help="data seed (default: the run's seed)"),
+    db: Optional[str] = DB, fmt: str = FORMAT,
+) -> None:
+    """Score a checkpoint on its task's splits, other task settings, or a data file."""
+    from harness.evaluate_checkpoint import evaluate_checkpoint, store_evaluation
+
+    rows = evaluate_checkpoint(checkpoint, task=task, preset=preset, overrides=_parse_sets(set_),
+                               data_file=data, splits=split, seed=seed)
+    store_evaluation(_open(db), rows)
+    import pandas as pd
+
+    print_frame(pd.DataFrame(rows)[["split", "name", "value", "n_examples"]], fmt, title=f"eval {checkpoint}")
+
+
+# -- sweeps ---------------------------------------------------------------------------
+
+def _run_sweep_file(path: Path, jobs: int, dry_run: bool, db: str | None, checkpoint_dir: str, quiet: bool,
+                    retry_failed: bool) -> None:
+    from harness.config import expand_sweep, load_sweep, run_id
+    from harness.sweep import run_sweep
+    from harness.train import arch_label
+
+    sweep = load_sweep(path)
+    configs = expand_sweep(sweep)
+    if dry_run:
+        for i, c in enumerate(configs, 1):
+            print(f"{i:4d}  {run_id(c)}  {arch_label(c):20s} {c.arch.size_label:12s} "
+                  f"{c.task.setting_label}  lr={c.optimizer.lr:g} seed={c.seed}")
+        out.print(f"{len(configs)} runs in sweep {sweep.name!r}")
+        return
+    store = _open(db)
+    out.print(f"sweep {sweep.name!r}: {len(configs)} runs, {jobs} at a time, results in {store.url}")
+    results = run_sweep(configs, store, sweep=sweep.name, jobs=jobs, checkpoint_dir=checkpoint_dir,
+                        progress=not quiet, retry_failed=retry_failed, on_result=_report_run)
+    counts: dict[str, int] = {}
+    for r in results:
+        k = r.status.split(":")[0]
+        counts[k] = counts.get(k, 0) + 1
+    out.print(", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    lb = _leaderboard_frame(store, sweep=sweep.name)
+    print_frame(lb.table, "table", title=f"leaderboard: {sweep.name}")
+
+
+JOBS = typer.Option(1, "--jobs", "-j", min=1, help="runs at a time (local process pool)")
+DRY = typer.Option(False, "--dry-run", help="print the expanded runs and stop")
+RETRY = typer.Option(False, "--retry-failed", help="redo runs that failed or diverged before")
+
+
+@app.command()
+@handles_errors
+def sweep(file: Path = typer.Argument(..., help="sweep YAML (base + grid)"), jobs: int = JOBS, dry_run: bool = DRY,
+          db: Optional[str] = DB, checkpoint_dir: str = CKPT, quiet: bool = QUIET, retry_failed: bool = RETRY) -> None:
+    """Run a sweep file's grid; finished runs are skipped, killed ones redone."""
+    _run_sweep_file(file, jobs, dry_run, db, checkpoint_dir, quiet, retry_failed)
+
+
+@app.command()
+@handles_errors
+def suite(name: str = typer.Argument("quick", help="built-in suite (quick, ...)"), jobs: int = JOBS,
+          dry_run: bool = DRY, db: Optional[str] = DB, checkpoint_dir: str = CKPT, quiet: bool = QUIET,
+          retry_failed: bool = RETRY) -> None:
+    """Run a built-in sweep shipped with archbench (`quick` runs on a laptop CPU in minutes)."""
+    from harness.config import suite_path
+
+    _run_sweep_file(suite_path(name), jobs, dry_run, db, checkpoint_dir, quiet, retry_failed)
+
+
+# -- reading the store ----------------------------------------------------------------
+
+@app.command()
+@handles_errors
+def leaderboard(fmt: str = FORMAT, db: Optional[str] = DB,
+                sweep: Optional[str] = typer.Option(None, help="only runs of this sweep"),
+                task: Optional[str] = typer.Option(None, help="only this task"),
+                size: Optional[str] = typer.Option(None, help="only this size, e.g. d64-L2-H2"),
+                settings: bool = typer.Option(False, "--settings", help="per task setting: chosen lr and scores")) -> None:
+    """Rank architectures: best lr on val, its test score, normalised against chance."""
+    store = _open(db, readonly=True)
+    lb = _leaderboard_frame(store, sweep=sweep, task=task, size=size)
+    if lb.table.empty and fmt == "table":
+        out.print("no finished runs yet; run `archbench suite quick` to make some")
+        return
+    print_frame(lb.settings if settings else lb.table, fmt, title="archbench leaderboard")
+
+
+@app.command()
+@handles_errors
+def runs(db: Optional[str] = DB, status: Optional[str] = typer.Option(None, help="queued, running, done, failed, ..."),
+         arch: Optional[str] = None, task: Optional[str] = None, sweep: Optional[str] = None,
+         limit: Optional[int] = typer.Option(None, min=1), fmt: str = FORMAT) -> None:
+    """List runs with their status and headline scores."""
+    import pandas as pd
+
+    from harness.errors import UserError
+    from harness.store import RUN_STATUSES
+
+    if status is not None and status not in RUN_STATUSES:
+        raise UserError(f"unknown --status {status!r}; use one of {', '.join(RUN_STATUSES)}")
+    rows = _open(db, readonly=True).runs(status=status, arch=arch, task=task, sweep=sweep, limit=limit)
+    df = pd.DataFrame([dict(id=r.id, status=r.status, arch=r.arch_label, size=r.size, task=r.task_setting,
+                            lr=r.lr, seed=r.seed, step=r.step, val=r.val_score, test=r.test_score,
+                            seconds=r.duration_s, sweep=r.sweep) for r in rows])
+    if df.empty and fmt == "table":
+        out.print("no runs match")
+        return
+    print_frame(df, fmt, title="runs")
+
+
+@db_app.command("upgrade")
+@handles_errors
+def db_upgrade(db: Optional[str] = DB) -> None:
+    """Migrate a results database to the newest schema."""
+    from harness.store import engine as eng
+
+    url = eng.resolve_url(db)
+    e = eng.create(url)
+    before, after = eng.upgrade(e)
+    out.print(f"{url}: schema {before or 'empty'} -> {after}")
+
+
+@app.command()
+@handles_errors
+def tasks(fmt: str = FORMAT) -> None:
+    """List the registered tasks with their knobs and presets."""
+    import pandas as pd
+
+    from tasks import get_task_class, task_names
+
+    rows = []
+    for name in task_names():
+        cls = get_task_class(name)
+        skip = {"n_train", "n_val", "n_test"}
+        knobs = ", ".join(f"{k}={f.default!r}" for k, f in cls.Config.model_fields.items() if k not in skip)
+        rows.append(dict(task=name, metric=cls.metric, presets=", ".join(cls.presets), knobs=knobs,
+                         description=cls.description))
+    print_frame(pd.DataFrame(rows), fmt, title="tasks")
+
+
+@app.command()
+@handles_errors
+def archs(d_model: int = typer.Option(128, "--d-model"), n_layers: int = typer.Option(2, "--n-layers"),
+          n_heads: int = typer.Option(4, "--n-heads"), vocab: int = typer.Option(8192, help="vocabulary size"),
+          fmt: str = FORMAT) -> None:
+    """List the registered architectures with parameter counts at one size."""
+    import pandas as pd
+
+    from models import LM, ArchConfig, mixer_names
+    from models.registry import mixer_description
+
+    rows = []
+    base = None
+    for name in mixer_names():
+        m = LM(ArchConfig(name=name, d_model=d_model, n_layers=n_layers, n_heads=n_heads), vocab)
+        n = m.num_params(embeddings=False)
+        base = n if name == "transformer" else base
+        rows.append(dict(arch=name, params=m.num_params(), non_embedding=n, description=mixer_description(name)))
+    df = pd.DataFrame(rows)
+    if base:
+        df.insert(3, "vs_transformer", df["non_embedding"] / base)
+    print_frame(df, fmt, title=f"architectures at d_model={d_model}, n_layers={n_layers}, n_heads={n_heads}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

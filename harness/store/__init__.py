@@ -1,0 +1,192 @@
+"""The results store: every run, metric, checkpoint, evaluation and kernel benchmark.
+
+``Store(url)`` opens (and, for writers, migrates) a database; its methods are the only
+way the rest of archbench writes.  Every write is one transaction, so a crash leaves the
+store as it was before the write or after it, never in between.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from harness.store import engine as _engine
+from harness.store.schema import (
+    RUN_STATUSES, Checkpoint, Environment, Evaluation, KernelBenchmark, Metric, Run, utcnow,
+)
+
+__all__ = [
+    "RUN_STATUSES", "Checkpoint", "Environment", "Evaluation", "KernelBenchmark", "Metric", "Run",
+    "Store", "resolve_url",
+]
+
+resolve_url = _engine.resolve_url
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Store:
+    def __init__(self, url: str | None = None, *, readonly: bool = False) -> None:
+        self.url = resolve_url(url)
+        self.readonly = readonly
+        self.engine = _engine.create(self.url, readonly=readonly)
+        _engine.check_schema(self.engine, self.url, auto_upgrade=not readonly)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One transaction: committed on success, rolled back on any exception."""
+        if self.readonly:
+            with self._sessions() as s:
+                yield s
+            return
+        with self._sessions.begin() as s:
+            yield s
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- environments ----------------------------------------------------------------
+    def environment(self, info: dict[str, Any]) -> str:
+        with self.session() as s:
+            if s.get(Environment, info["id"]) is None:
+                s.add(Environment(**info))
+        return info["id"]
+
+    # -- runs ------------------------------------------------------------------------
+    def claim_run(self, run_id: str, fields: dict[str, Any], *, retry_failed: bool = False) -> str | None:
+        """Mark a run ``running`` for this process, or say why not (the reason) .
+
+        Returns ``None`` when the run is claimed, else a reason to skip it: already done,
+        failed earlier (unless ``retry_failed``), or running in a live process.  Leftovers
+        of a killed attempt (``running`` with a dead pid, ``interrupted``, ``queued``) are
+        claimed again, their partial metrics and checkpoints removed.
+        """
+        host = socket.gethostname()
+        with self.session() as s:
+            run = s.get(Run, run_id)
+            if run is not None:
+                if run.status == "done":
+                    return "done"
+                if run.status in ("failed", "diverged") and not retry_failed:
+                    return run.status
+                if (run.status == "running" and run.pid and run.pid != os.getpid()
+                        and run.host == host and _pid_alive(run.pid)):
+                    return f"running in process {run.pid}"
+                s.execute(delete(Metric).where(Metric.run_id == run_id))
+                s.execute(delete(Checkpoint).where(Checkpoint.run_id == run_id))
+            else:
+                run = Run(id=run_id, attempts=0, **fields)
+                s.add(run)
+            for k, v in fields.items():
+                setattr(run, k, v)
+            run.status = "running"
+            run.attempts = (run.attempts or 0) + 1
+            run.pid, run.host = os.getpid(), host
+            run.started_at, run.finished_at = utcnow(), None
+            run.error = run.step = run.duration_s = None
+            run.val_score = run.test_score = None
+        return None
+
+    def enqueue(self, rows: Iterable[tuple[str, dict[str, Any]]]) -> int:
+        """Insert ``queued`` rows for runs not yet in the store; returns how many were new."""
+        n = 0
+        with self.session() as s:
+            for run_id, fields in rows:
+                if s.get(Run, run_id) is None:
+                    s.add(Run(id=run_id, status="queued", attempts=0, **fields))
+                    n += 1
+        return n
+
+    def record_curve(self, run_id: str, step: int, values: Iterable[tuple[str, str, float]]) -> None:
+        with self.session() as s:
+            s.add_all(Metric(run_id=run_id, split=sp, name=n, value=v, step=step, final=False)
+                      for sp, n, v in values)
+
+    def finish_run(self, run_id: str, *, status: str, step: int | None, duration_s: float,
+                   error: str | None = None, final: Iterable[tuple[str, str, float | None]] = (),
+                   scores: dict[str, Any] | None = None,
+                   checkpoint: tuple[str, str] | None = None) -> None:
+        """Close a run: status, final metrics, headline scores and checkpoint in one transaction."""
+        assert status in RUN_STATUSES
+        with self.session() as s:
+            run = s.get(Run, run_id)
+            if run is None:
+                raise KeyError(run_id)
+            s.add_all(Metric(run_id=run_id, split=sp, name=n, value=v, step=step or 0, final=True)
+                      for sp, n, v in final)
+            if checkpoint is not None:
+                s.add(Checkpoint(run_id=run_id, path=checkpoint[0], sha256=checkpoint[1], step=step or 0))
+            for k, v in (scores or {}).items():
+                setattr(run, k, v)
+            run.status, run.step, run.error = status, step, error
+            run.finished_at, run.duration_s = utcnow(), duration_s
+
+    # -- evaluations -------------------------------------------------------------------
+    def record_evaluation(self, rows: list[dict[str, Any]]) -> None:
+        with self.session() as s:
+            s.add_all(Evaluation(**r) for r in rows)
+
+    def add_kernel_benchmarks(self, rows: list[dict[str, Any]]) -> None:
+        with self.session() as s:
+            s.add_all(KernelBenchmark(**r) for r in rows)
+
+    # -- queries -----------------------------------------------------------------------
+    def get_run(self, run_id: str) -> Run | None:
+        with self.session() as s:
+            return s.get(Run, run_id)
+
+    def runs(self, *, status: str | None = None, arch: str | None = None, task: str | None = None,
+             sweep: str | None = None, limit: int | None = None) -> list[Run]:
+        q = select(Run).order_by(Run.created_at, Run.id)
+        for col, val in ((Run.status, status), (Run.arch, arch), (Run.task, task), (Run.sweep, sweep)):
+            if val is not None:
+                q = q.where(col == val)
+        if limit:
+            q = q.limit(limit)
+        with self.session() as s:
+            return list(s.scalars(q))
+
+    def status_counts(self) -> dict[str, int]:
+        with self.session() as s:
+            return dict(s.execute(select(Run.status, func.count()).group_by(Run.status)).all())
+
+    def metrics(self, run_id: str, final: bool | None = None) -> pd.DataFrame:
+        q = select(Metric.split, Metric.name, Metric.value, Metric.step, Metric.final).where(Metric.run_id == run_id)
+        if final is not None:
+            q = q.where(Metric.final == final)
+        with self.session() as s:
+            rows = s.execute(q.order_by(Metric.step, Metric.id)).all()
+        return pd.DataFrame(rows, columns=["split", "name", "value", "step", "final"])
+
+    def score_frame(self, *, sweep: str | None = None, task: str | None = None,
+                    size: str | None = None) -> pd.DataFrame:
+        """One row per ``done`` run with its headline val/test scores: the ranking's input."""
+        cols = [Run.id, Run.arch, Run.arch_label, Run.size, Run.task, Run.task_setting, Run.lr, Run.seed,
+                Run.sweep, Run.metric, Run.val_score, Run.test_score, Run.chance, Run.n_params]
+        q = select(*cols).where(Run.status == "done")
+        for col, val in ((Run.sweep, sweep), (Run.task, task), (Run.size, size)):
+            if val is not None:
+                q = q.where(col == val)
+        with self.session() as s:
+            rows = s.execute(q).all()
+        return pd.DataFrame(rows, columns=[c.key for c in cols])
+
+    def checkpoints(self, run_id: str) -> list[Checkpoint]:
+        with self.session() as s:
+            return list(s.scalars(select(Checkpoint).where(Checkpoint.run_id == run_id)))

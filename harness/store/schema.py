@@ -1,0 +1,142 @@
+"""The results schema (SQLAlchemy 2.x ORM). Changes go through Alembic migrations."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+RUN_STATUSES = ("queued", "running", "done", "failed", "diverged", "interrupted")
+
+
+class Environment(Base):
+    """Where numbers were produced: one row per distinct (versions, device, git sha)."""
+
+    __tablename__ = "environments"
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)  # hash of the fields below
+    git_sha: Mapped[str | None] = mapped_column(String(40))
+    git_dirty: Mapped[bool | None] = mapped_column(Boolean)
+    archbench_version: Mapped[str] = mapped_column(String(32))
+    python_version: Mapped[str] = mapped_column(String(32))
+    torch_version: Mapped[str] = mapped_column(String(64))
+    triton_version: Mapped[str | None] = mapped_column(String(32))
+    platform: Mapped[str] = mapped_column(String(128))
+    device: Mapped[str] = mapped_column(String(16))
+    cpu_name: Mapped[str | None] = mapped_column(String(128))
+    gpu_name: Mapped[str | None] = mapped_column(String(128))
+    num_threads: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Run(Base):
+    __tablename__ = "runs"
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)  # hash of the resolved config
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    arch: Mapped[str] = mapped_column(String(64), index=True)
+    arch_label: Mapped[str] = mapped_column(String(160))
+    size: Mapped[str] = mapped_column(String(32))
+    task: Mapped[str] = mapped_column(String(64), index=True)
+    task_setting: Mapped[str] = mapped_column(String(400))
+    lr: Mapped[float] = mapped_column(Float)
+    seed: Mapped[int] = mapped_column(Integer)
+    sweep: Mapped[str | None] = mapped_column(String(128), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    n_params: Mapped[int | None] = mapped_column(Integer)
+    metric: Mapped[str | None] = mapped_column(String(64))  # the task's headline metric
+    val_score: Mapped[float | None] = mapped_column(Float)  # headline on the val split
+    test_score: Mapped[float | None] = mapped_column(Float)  # headline on the test split
+    chance: Mapped[float | None] = mapped_column(Float)  # headline metric's chance level
+    step: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    pid: Mapped[int | None] = mapped_column(Integer)
+    host: Mapped[str | None] = mapped_column(String(128))
+    environment_id: Mapped[str | None] = mapped_column(ForeignKey("environments.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    duration_s: Mapped[float | None] = mapped_column(Float)
+
+
+class Metric(Base):
+    """A number about a run: a learning-curve point (``final=False``) or a final score."""
+
+    __tablename__ = "metrics"
+    __table_args__ = (
+        UniqueConstraint("run_id", "final", "split", "name", "step", name="uq_metric"),
+        Index("ix_metrics_run_final", "run_id", "final"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    split: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(128))
+    value: Mapped[float | None] = mapped_column(Float)
+    step: Mapped[int] = mapped_column(Integer)
+    final: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Checkpoint(Base):
+    __tablename__ = "checkpoints"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    path: Mapped[str] = mapped_column(String(1024))
+    sha256: Mapped[str] = mapped_column(String(64))
+    step: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Evaluation(Base):
+    """A score from ``archbench eval``: a checkpoint on a task setting or a data file."""
+
+    __tablename__ = "evaluations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    checkpoint_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    checkpoint_path: Mapped[str] = mapped_column(String(1024))
+    run_id: Mapped[str | None] = mapped_column(String(16), index=True)
+    task: Mapped[str] = mapped_column(String(64))
+    task_config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    data_file: Mapped[str | None] = mapped_column(String(1024))
+    split: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(128))
+    value: Mapped[float | None] = mapped_column(Float)
+    n_examples: Mapped[int] = mapped_column(Integer)
+    environment_id: Mapped[str | None] = mapped_column(ForeignKey("environments.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class KernelBenchmark(Base):
+    __tablename__ = "kernel_benchmarks"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    op: Mapped[str] = mapped_column(String(64), index=True)
+    impl: Mapped[str] = mapped_column(String(64))
+    mode: Mapped[str] = mapped_column(String(16))
+    dtype: Mapped[str] = mapped_column(String(16))
+    batch: Mapped[int] = mapped_column(Integer)
+    seq_len: Mapped[int] = mapped_column(Integer)
+    heads: Mapped[int] = mapped_column(Integer)
+    head_dim: Mapped[int] = mapped_column(Integer)
+    causal: Mapped[bool] = mapped_column(Boolean, default=True)
+    status: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+    median_ms: Mapped[float | None] = mapped_column(Float)
+    p20_ms: Mapped[float | None] = mapped_column(Float)
+    p80_ms: Mapped[float | None] = mapped_column(Float)
+    tokens_per_s: Mapped[float | None] = mapped_column(Float)
+    tflops: Mapped[float | None] = mapped_column(Float)
+    peak_fraction: Mapped[float | None] = mapped_column(Float)
+    peak_mem_bytes: Mapped[int | None] = mapped_column(Integer)
+    device_name: Mapped[str] = mapped_column(String(128))
+    git_sha: Mapped[str | None] = mapped_column(String(40))
+    environment_id: Mapped[str | None] = mapped_column(ForeignKey("environments.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

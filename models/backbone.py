@@ -1,0 +1,79 @@
+"""The shared causal LM backbone (nanoGPT-style, pre-norm).
+
+    tokens -> embedding -> n_layers x [x + mixer(norm(x)); x + mlp(norm(x))] -> norm -> head
+
+Architectures differ only in their mixer (and optionally their MLP). Each layer sets up its
+own initialisation in its constructor; nothing here re-initialises parameters globally, so
+a mixer's special init (a forget-gate bias, say) survives.
+
+``forward(inputs, positions=None)`` returns logits ``[B, T, V]``; pass a boolean
+``positions`` mask ``[B, T]`` to get logits only where it is true (``[n_selected, V]``):
+the probes score few positions, and skipping the head elsewhere saves most of the compute.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+import models.mixers  # noqa: F401  (registers the built-in mixers)
+from models.config import ArchConfig
+from models.layers import RMSNorm, make_mlp
+from models.registry import get_mixer
+
+
+def _norm(kind: str, d: int) -> nn.Module:
+    return RMSNorm(d) if kind == "rmsnorm" else nn.Identity()
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ArchConfig, layer_idx: int) -> None:
+        super().__init__()
+        mixer_cls = get_mixer(cfg.name)
+        self.norm1 = _norm(cfg.norm, cfg.d_model)
+        self.mixer = mixer_cls(cfg.d_model, cfg.n_heads, cfg.mixer_options(),
+                               layer_idx=layer_idx, n_layers=cfg.n_layers)
+        self.mlp = make_mlp(cfg.mlp, cfg.d_model, cfg.mlp_ratio, cfg.n_layers)
+        self.norm2 = _norm(cfg.norm, cfg.d_model) if self.mlp is not None else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.mixer(self.norm1(x))
+        if self.mlp is not None:
+            x = x + self.mlp(self.norm2(x))
+        return x
+
+
+class LM(nn.Module):
+    def __init__(self, cfg: ArchConfig, vocab_size: int) -> None:
+        super().__init__()
+        self.cfg = cfg = cfg.resolved()
+        self.vocab_size = vocab_size
+        self.embed = nn.Embedding(vocab_size, cfg.d_model)
+        nn.init.normal_(self.embed.weight, std=0.02)
+        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
+        self.norm = _norm(cfg.norm, cfg.d_model)
+        if cfg.tie_embeddings:
+            self.head = None
+        else:
+            self.head = nn.Linear(cfg.d_model, vocab_size, bias=False)
+            nn.init.normal_(self.head.weight, std=0.02)
+
+    def hidden(self, inputs: torch.Tensor) -> torch.Tensor:
+        x = self.embed(inputs)
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x)
+
+    def logits_from_hidden(self, h: torch.Tensor) -> torch.Tensor:
+        w = self.embed.weight if self.head is None else self.head.weight
+        return h @ w.t()
+
+    def forward(self, inputs: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.hidden(inputs)
+        if positions is not None:
+            h = h[positions]
+        return self.logits_from_hidden(h)
+
+    def num_params(self, embeddings: bool = True) -> int:
+        n = sum(p.numel() for p in self.parameters())
+        return n if embeddings else n - self.embed.weight.numel()

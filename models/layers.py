@@ -1,0 +1,62 @@
+"""Small building blocks shared by the backbone and the mixers."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def init_linear(layer: nn.Linear, std: float = 0.02, zero_bias: bool = True) -> nn.Linear:
+    nn.init.normal_(layer.weight, mean=0.0, std=std)
+    if layer.bias is not None and zero_bias:
+        nn.init.zeros_(layer.bias)
+    return layer
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, d_model: int, hidden: int, out_std: float) -> None:
+        super().__init__()
+        self.gate_up = init_linear(nn.Linear(d_model, 2 * hidden, bias=False))
+        self.down = init_linear(nn.Linear(hidden, d_model, bias=False), out_std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return self.down(F.silu(gate) * up)
+
+
+class ReluMLP(nn.Module):
+    def __init__(self, d_model: int, hidden: int, out_std: float) -> None:
+        super().__init__()
+        self.up = init_linear(nn.Linear(d_model, hidden))
+        self.down = init_linear(nn.Linear(hidden, d_model), out_std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(F.relu(self.up(x)))
+
+
+def make_mlp(kind: str, d_model: int, ratio: float, n_layers: int) -> nn.Module | None:
+    """The MLP of one block (``None`` for ``mlp="none"``)."""
+    out_std = 0.02 / math.sqrt(2 * n_layers)
+    if kind == "none":
+        return None
+    if kind == "swiglu":
+        # 2/3 of the width keeps the parameter count of a plain MLP of the same ratio
+        return SwiGLU(d_model, max(1, round(ratio * d_model * 2 / 3)), out_std)
+    if kind == "relu":
+        return ReluMLP(d_model, max(1, round(ratio * d_model)), out_std)
+    from models.mlp import make_extra_mlp  # variants added by the architecture zoo
+
+    return make_extra_mlp(kind, d_model, ratio, n_layers)

@@ -1,0 +1,147 @@
+"""The task interface.
+
+A task turns ``(config, split, seed)`` into integer tensors and scores predictions.  It
+knows nothing of models: the harness runs a model over ``inputs``, takes the arg-max
+prediction at every position, and hands those predictions back to :meth:`Task.score`.
+
+Conventions (shared with Zoology and lm-eval's loglikelihood view):
+
+- ``inputs[:, t]`` is the token at position ``t``; ``targets[:, t]`` is the token the
+  model must predict *at* position ``t`` (already shifted), or ``-100`` where nothing is
+  scored.
+- Every split is generated from its own stream, seeded by ``(task name, split, seed)``,
+  so the same config, split and seed give identical tensors in any process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+IGNORE = -100
+"""Target value for positions that are not scored."""
+
+
+class TaskConfig(BaseModel):
+    """Knobs common to every task; each task subclasses this with its own."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    n_train: int = Field(20_000, ge=1, description="training examples (a fixed set)")
+    n_val: int = Field(500, ge=1, description="validation examples (learning-rate choice)")
+    n_test: int = Field(1_000, ge=1, description="test examples per test split")
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """A split's tensors: ``inputs`` and ``targets``, both ``int64 [n, T]``."""
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.inputs.shape != self.targets.shape or self.inputs.dim() != 2:
+            raise ValueError(
+                f"inputs and targets must both be [n, T]; got {tuple(self.inputs.shape)} "
+                f"and {tuple(self.targets.shape)}"
+            )
+
+    def __len__(self) -> int:
+        return self.inputs.shape[0]
+
+
+@dataclass(frozen=True)
+class TextExample:
+    """A (prompt, answer) rendering of one example, for evaluating text language models."""
+
+    prompt: str
+    answer: str
+
+
+def split_generator(task: str, split: str, seed: int) -> torch.Generator:
+    """A CPU generator seeded by a stable hash of ``(task, split, seed)``."""
+    digest = hashlib.sha256(f"{task}/{split}/{seed}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+
+
+def masked_accuracy(preds: torch.Tensor, targets: torch.Tensor) -> float:
+    """Accuracy over positions whose target is not ``IGNORE``."""
+    mask = targets != IGNORE
+    n = int(mask.sum())
+    if n == 0:
+        return float("nan")
+    return float((preds[mask] == targets[mask]).sum()) / n
+
+
+class Task:
+    """Base class for a registered task.
+
+    Subclasses set ``name``, ``Config``, ``presets`` and implement :meth:`generate`;
+    most also override :meth:`score` and :attr:`chance`.
+    """
+
+    name: ClassVar[str]
+    Config: ClassVar[type[TaskConfig]] = TaskConfig
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    description: ClassVar[str] = ""
+    metric: ClassVar[str] = "accuracy"
+    """The headline metric, ranked on the leaderboard (higher is better)."""
+    val_split: ClassVar[str] = "val"
+    test_split: ClassVar[str] = "test"
+
+    def __init__(self, config: TaskConfig) -> None:
+        if not isinstance(config, self.Config):
+            raise TypeError(f"{self.name} needs a {self.Config.__name__}, got {type(config).__name__}")
+        self.config = config
+
+    # -- shape of the task -------------------------------------------------------
+    @property
+    def vocab_size(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """Every split, ``train`` first. Out-of-distribution splits follow ``test``."""
+        return ("train", "val", "test")
+
+    @property
+    def eval_splits(self) -> tuple[str, ...]:
+        return tuple(s for s in self.splits if s != "train")
+
+    def split_size(self, split: str) -> int:
+        c = self.config
+        return {"train": c.n_train, "val": c.n_val}.get(split, c.n_test)
+
+    @property
+    def chance(self) -> float:
+        """The headline metric's value for a model that guesses uniformly."""
+        return 1.0 / self.vocab_size
+
+    # -- data --------------------------------------------------------------------
+    def generate(self, split: str, n: int | None = None, seed: int = 0) -> TaskData:
+        raise NotImplementedError
+
+    def check_split(self, split: str) -> None:
+        if split not in self.splits:
+            raise ValueError(f"{self.name} has no split {split!r}; its splits are {', '.join(self.splits)}")
+
+    # -- scoring -----------------------------------------------------------------
+    def score(self, preds: torch.Tensor, targets: torch.Tensor, split: str) -> dict[str, float]:
+        """Metrics for arg-max predictions ``preds [n, T]`` against ``targets [n, T]``."""
+        return {"accuracy": masked_accuracy(preds, targets)}
+
+    def curve_metrics(self, curve: list[tuple[int, str, str, float]]) -> dict[str, float | None]:
+        """Metrics read off the learning curve ``[(step, split, name, value), ...]``."""
+        return {}
+
+    # -- text --------------------------------------------------------------------
+    def render(self, data: TaskData) -> list[TextExample]:
+        """Text renderings of examples, for pretrained language models."""
+        raise NotImplementedError(f"{self.name} has no text rendering")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config!r})"

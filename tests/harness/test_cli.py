@@ -1,0 +1,149 @@
+"""Bad input: one clear error naming the fix, exit 2, nothing written."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from harness.cli import app
+from tests.conftest import ARCHBENCH, tiny_run
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def trained(tmp_path):
+    """A checkpoint from a tiny run, and its database."""
+    db = tmp_path / "r.db"
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_run()))
+    res = invoke("train", cfg, "--db", db, "--checkpoint-dir", tmp_path / "ck", "-q")
+    assert res.exit_code == 0, res.output
+    ck = next((tmp_path / "ck").iterdir())
+    return db, ck
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["train", "--task", "mqar", "--arch", "nosuch"], "unknown architecture 'nosuch'"),
+    (["train", "--task", "nosuch"], "unknown task 'nosuch'"),
+    (["train", "--task", "mqar", "--set", "optimizer.lrr=1"], "optimizer.lrr: unknown key"),
+    (["train", "--task", "mqar", "--set", "task.params.num_pairs=40"], "seq_len >= 4 * num_pairs"),
+    (["train", "--task", "mqar", "--set", "task.params.vocab_size=32"], "vocab_size > seq_len"),
+    (["train", "--task", "mqar", "--preset", "gigantic"], "no preset 'gigantic'"),
+    (["train", "--task", "mqar", "--set", "nonsense"], "--set takes key=value"),
+    (["train"], "--task NAME"),
+    (["suite", "nosuch"], "unknown suite 'nosuch'"),
+    (["sweep", "missing.yaml"], "does not exist"),
+])
+def test_bad_input_exits_2_and_writes_nothing(tmp_path, monkeypatch, args, needle):
+    monkeypatch.chdir(tmp_path)
+    res = invoke(*args, "--db", tmp_path / "r.db")
+    assert res.exit_code == 2, res.output
+    assert needle in res.output
+    assert "Traceback" not in res.output
+    assert not (tmp_path / "r.db").exists()
+
+
+def test_bad_database_url_exits_2(tmp_path):
+    res = invoke("train", "--task", "mqar", "--db", "nosuchdialect://x")
+    assert res.exit_code == 2 and "cannot use database URL" in res.output
+    res = invoke("leaderboard", "--db", tmp_path / "missing.db")
+    assert res.exit_code == 2 and "archbench suite quick" in res.output
+    assert not (tmp_path / "missing.db").exists()
+
+
+def test_damaged_checkpoints_exit_2_and_write_nothing(trained, tmp_path):
+    db, ck = trained
+    before = (db.stat().st_size, db.with_name(db.name + "-wal").stat().st_size if db.with_name(db.name + "-wal").exists() else 0)
+    # missing, not a checkpoint, truncated weights, garbage config
+    res = invoke("eval", tmp_path / "nope", "--db", db)
+    assert res.exit_code == 2 and "does not exist" in res.output
+    res = invoke("eval", tmp_path, "--db", db)
+    assert res.exit_code == 2 and "not an archbench checkpoint" in res.output
+    weights = ck / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+    res = invoke("eval", ck, "--db", db)
+    assert res.exit_code == 2 and "truncated or modified" in res.output
+    weights.write_bytes(data)
+    cfg = json.loads((ck / "config.json").read_text())
+    cfg.pop("weights_sha256")
+    (ck / "config.json").write_text(json.dumps(cfg))
+    weights.write_bytes(data[:100])
+    res = invoke("eval", ck, "--db", db)
+    assert res.exit_code == 2 and "truncated or damaged" in res.output
+    (ck / "config.json").write_text("{not json")
+    res = invoke("eval", ck, "--db", db)
+    assert res.exit_code == 2 and "not valid JSON" in res.output
+    from harness.store import Store
+
+    with Store(f"sqlite:///{db}").session() as s:
+        from sqlalchemy import text
+
+        assert s.execute(text("select count(*) from evaluations")).scalar() == 0
+
+
+def test_eval_cli_prints_and_stores_scores(trained, tmp_path):
+    db, ck = trained
+    res = invoke("eval", ck, "--db", db, "--format", "json")
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.output)
+    test_acc = [r["value"] for r in rows if r["split"] == "test" and r["name"] == "accuracy"][0]
+    out = json.loads(invoke("runs", "--db", db, "--format", "json").output)
+    assert out[0]["test"] == test_acc
+    res = invoke("eval", ck, "--db", db, "--set", "vocab_size=4096")
+    assert res.exit_code == 2 and "the model knows 64" in res.output
+
+
+def test_eval_on_a_data_file(trained, tmp_path):
+    import numpy as np
+
+    from tasks import make_task
+
+    db, ck = trained
+    t = make_task("mqar", {"vocab_size": 64, "seq_len": 32, "num_pairs": 4})
+    d = t.generate("test", 16, seed=123)
+    np.savez(tmp_path / "set.npz", inputs=d.inputs.numpy(), labels=d.targets.numpy())
+    res = invoke("eval", ck, "--db", db, "--data", tmp_path / "set.npz", "--format", "json")
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.output)
+    assert rows[0]["split"] == "file" and rows[0]["n_examples"] == 16
+    np.savez(tmp_path / "bad.npz", inputs=d.inputs.numpy() + 1000, labels=d.targets.numpy())
+    res = invoke("eval", ck, "--db", db, "--data", tmp_path / "bad.npz")
+    assert res.exit_code == 2 and "outside the model's vocabulary" in res.output
+
+
+def test_leaderboard_formats_agree(trained):
+    db, _ = trained
+    js = json.loads(invoke("leaderboard", "--db", db, "--format", "json").output)
+    csv = invoke("leaderboard", "--db", db, "--format", "csv").output.splitlines()
+    md = invoke("leaderboard", "--db", db, "--format", "markdown").output
+    assert js[0]["arch"] == "transformer" and js[0]["rank"] == 1
+    assert csv[0].startswith("rank,arch,size,score") and len(csv) == 2
+    assert md.startswith("| rank | arch |")
+    assert invoke("leaderboard", "--db", db, "--format", "yaml").exit_code == 2
+
+
+def test_real_entry_point_exits_2_without_traceback(tmp_path, cli_env):
+    p = subprocess.run(ARCHBENCH + ["train", "--task", "mqar", "--arch", "nosuch", "--db", str(tmp_path / "r.db")],
+                       capture_output=True, text=True, env=cli_env, cwd=tmp_path)
+    assert p.returncode == 2
+    assert "unknown architecture 'nosuch'" in p.stderr and "Traceback" not in p.stderr
+    assert not (tmp_path / "r.db").exists()
+
+
+def test_tasks_and_archs_list_the_registries():
+    res = invoke("tasks", "--format", "json")
+    names = {r["task"] for r in json.loads(res.output)}
+    assert "mqar" in names
+    res = invoke("archs", "--format", "json", "--d-model", "64", "--n-heads", "2")
+    rows = {r["arch"]: r for r in json.loads(res.output)}
+    assert {"transformer", "nope", "sliding"} <= set(rows)
+    assert rows["transformer"]["vs_transformer"] == 1.0

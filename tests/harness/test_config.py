@@ -1,0 +1,97 @@
+import pytest
+import yaml
+
+from harness.config import expand_sweep, load_sweep, parse_run_config, run_id
+from harness.errors import UserError
+from tests.conftest import tiny_run
+
+
+def test_run_id_is_stable_and_depends_on_every_setting():
+    a = parse_run_config(tiny_run())
+    assert run_id(a) == run_id(parse_run_config(tiny_run()))
+    assert len(run_id(a)) == 16
+    for change in ({"seed": 1}, {"optimizer": {"lr": 1e-3}}, {"arch": {"d_model": 64}},
+                   {"task": {"name": "mqar", "params": {"vocab_size": 64, "seq_len": 32, "num_pairs": 2}}}):
+        assert run_id(parse_run_config(tiny_run(**change))) != run_id(a), change
+
+
+def test_run_id_hashes_the_resolved_config():
+    # a preset and the same knobs spelled out are the same run; so are defaults left out or written
+    via_preset = parse_run_config({"task": {"name": "mqar", "preset": "quick"}})
+    from tasks import get_task_class
+
+    explicit = parse_run_config({"task": {"name": "mqar", "params": get_task_class("mqar").presets["quick"]}})
+    assert run_id(via_preset) == run_id(explicit)
+    with_default = parse_run_config({"task": {"name": "mqar", "preset": "quick"}, "optimizer": {"lr": 1e-3},
+                                     "arch": {"options": {"rope": True}}})
+    assert run_id(with_default) == run_id(via_preset)
+    assert via_preset.task.params["power_a"] == 0.01  # defaults are filled in
+
+
+@pytest.mark.parametrize("bad, needle", [
+    ({"optimiser": {"lr": 1}}, "optimiser: unknown key"),
+    ({"arch": {"d_modle": 3}}, "arch.d_modle: unknown key"),
+    ({"arch": {"name": "nosuch"}}, "unknown architecture 'nosuch'"),
+    ({"arch": {"options": {"rope_bse": 1}}}, "rope_bse"),
+    ({"task": {"name": "nosuch"}}, "unknown task 'nosuch'"),
+    ({"task": {"name": "mqar", "preset": "huge"}}, "no preset 'huge'"),
+    ({"task": {"name": "mqar", "params": {"num_pairs": 20, "seq_len": 64}}}, "seq_len >= 4 * num_pairs"),
+    ({"task": {"name": "mqar", "params": {"vocab_size": 64, "seq_len": 64}}}, "vocab_size > seq_len"),
+    ({"arch": {"d_model": 30, "n_heads": 4}}, "divisible by n_heads"),
+    ({"train": {"steps": 10, "epochs": 2}}, "not both"),
+    ({"optimizer": {"lr": -1}}, "optimizer.lr"),
+])
+def test_bad_configs_raise_one_clear_error(bad, needle):
+    with pytest.raises(UserError, match=".*") as e:
+        parse_run_config(tiny_run(**bad))
+    assert needle in str(e.value)
+
+
+def test_epochs_replace_steps():
+    data = tiny_run()
+    data["train"] = {"epochs": 2, "batch_size": 32}
+    cfg = parse_run_config(data)
+    assert cfg.train.steps is None and cfg.train.epochs == 2
+
+
+def _write_sweep(tmp_path, data):
+    p = tmp_path / "s.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+def test_sweep_expansion_is_a_deterministic_cartesian_product(tmp_path):
+    p = _write_sweep(tmp_path, {"name": "s", "base": tiny_run(),
+                                "grid": {"arch.name": ["transformer", "nope"], "optimizer.lr": [1e-3, 3e-3],
+                                         "seed": [0, 1, 2]}})
+    runs = expand_sweep(load_sweep(p))
+    assert len(runs) == 12
+    assert [(r.arch.name, r.optimizer.lr, r.seed) for r in runs][:4] == [
+        ("transformer", 1e-3, 0), ("transformer", 1e-3, 1), ("transformer", 1e-3, 2), ("transformer", 3e-3, 0)]
+    assert [run_id(r) for r in runs] == [run_id(r) for r in expand_sweep(load_sweep(p))]
+    assert len({run_id(r) for r in runs}) == 12
+
+
+def test_sweep_include_crosses_partial_configs(tmp_path):
+    p = _write_sweep(tmp_path, {"name": "s", "base": tiny_run(), "grid": {"seed": [0, 1]},
+                                "include": [{"task": {"params": {"num_pairs": 2}}}, {"task": {"params": {"num_pairs": 4}}}]})
+    runs = expand_sweep(load_sweep(p))
+    assert [(r.task.params["num_pairs"], r.seed) for r in runs] == [(2, 0), (2, 1), (4, 0), (4, 1)]
+
+
+@pytest.mark.parametrize("data, needle", [
+    ({"name": "s", "grid": {"seed": []}}, "non-empty list"),
+    ({"name": "s", "grd": {}}, "grd: unknown key"),
+    ({"name": "s", "base": tiny_run(), "grid": {"arch.nme": ["x"]}}, "arch.nme: unknown key"),
+])
+def test_bad_sweep_files(tmp_path, data, needle):
+    with pytest.raises(UserError) as e:
+        expand_sweep(load_sweep(_write_sweep(tmp_path, data)))
+    assert needle in str(e.value)
+
+
+def test_shipped_suites_expand():
+    from harness.config import suite_path
+
+    runs = expand_sweep(load_sweep(suite_path("quick")))
+    assert len(runs) >= 6 and len({r.arch.name for r in runs}) >= 3
