@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from harness.store import engine as _engine
 from harness.store.schema import (
-    RUN_STATUSES, Checkpoint, Environment, Evaluation, KernelBenchmark, Metric, Run, utcnow,
+    RUN_STATUSES, Checkpoint, Environment, Evaluation, KernelBenchmark, Metric, ProbeBenchmark, Run, utcnow,
 )
 
 __all__ = [
@@ -141,6 +141,10 @@ class Store:
     def record_evaluation(self, rows: list[dict[str, Any]]) -> None:
         with self.session() as s:
             s.add_all(Evaluation(**r) for r in rows)
+
+    def add_probe_benchmarks(self, rows: list[dict[str, Any]]) -> None:
+        with self.session() as s:
+            s.add_all(ProbeBenchmark(**r) for r in rows)
 
     def add_kernel_benchmarks(self, rows: list[dict[str, Any]]) -> None:
         with self.session() as s:

@@ -140,3 +140,17 @@ class KernelBenchmark(Base):
     git_sha: Mapped[str | None] = mapped_column(String(40))
     environment_id: Mapped[str | None] = mapped_column(ForeignKey("environments.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ProbeBenchmark(Base):
+    """Generation speed of a probe (``archbench bench-probes``)."""
+
+    __tablename__ = "probe_benchmarks"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    task: Mapped[str] = mapped_column(String(64), index=True)
+    preset: Mapped[str] = mapped_column(String(64))
+    tokens: Mapped[int] = mapped_column(Integer)
+    seconds: Mapped[float] = mapped_column(Float)
+    tokens_per_s: Mapped[float] = mapped_column(Float)
+    environment_id: Mapped[str | None] = mapped_column(ForeignKey("environments.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

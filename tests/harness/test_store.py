@@ -104,21 +104,44 @@ def test_readonly_store_never_creates_or_upgrades(tmp_path):
     Store(f"sqlite:///{path}", readonly=True)
 
 
-def test_older_schema_is_upgraded_or_explained(tmp_path, monkeypatch):
+def test_a_database_from_a_newer_archbench_is_refused(tmp_path):
     url = f"sqlite:///{tmp_path / 'o.db'}"
     Store(url)
-    real_head = eng.head_revision()
-    # pretend this archbench knows a newer schema than the file's
-    monkeypatch.setattr(eng, "head_revision", lambda: "0002")
-    with pytest.raises(UserError, match=r"archbench db upgrade"):
-        Store(url, readonly=True)
-    monkeypatch.setattr(eng, "head_revision", lambda: real_head)
-    # a file from a newer archbench
     e = eng.create(url)
     with e.begin() as c:
         c.execute(text("update alembic_version set version_num = 'ffff'"))
     with pytest.raises(UserError, match="newer archbench"):
         Store(url)
+
+
+def test_a_database_at_the_first_schema_is_upgraded_with_its_rows(tmp_path):
+    from alembic import command
+
+    url = f"sqlite:///{tmp_path / 'v1.db'}"
+    e = eng.create(url)
+    cfg = eng._alembic_config()
+    with e.begin() as c:
+        cfg.attributes["connection"] = c
+        command.upgrade(cfg, "0001")
+        c.execute(text("insert into runs (id, config, arch, arch_label, size, task, task_setting, lr, seed, status, "
+                       "attempts, created_at) values ('old', '{}', 'a', 'a', 's', 't', 't', 0.1, 0, 'done', 1, "
+                       "'2026-01-01')"))
+    e.dispose()
+    with pytest.raises(UserError, match="older schema"):
+        Store(url, readonly=True)
+    s = Store(url)  # writers upgrade
+    assert eng.current_revision(s.engine) == eng.head_revision() != "0001"
+    assert s.get_run("old").status == "done"
+    s.add_probe_benchmarks([dict(task="mqar", preset="paper", tokens=10, seconds=1.0, tokens_per_s=10.0)])
+
+
+def test_db_upgrade_command(tmp_path):
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    res = CliRunner().invoke(app, ["db", "upgrade", "--db", str(tmp_path / "n.db")])
+    assert res.exit_code == 0 and f"-> {eng.head_revision()}" in res.output
 
 
 def test_foreign_database_is_refused(tmp_path):
