@@ -66,11 +66,12 @@ def test_finish_is_atomic(db_url):
     assert s.metrics("r1").empty
 
 
-def test_four_concurrent_writer_processes_lose_no_row(tmp_path):
+def test_four_concurrent_writer_processes_lose_no_row(tmp_path, cli_env):
     url = f"sqlite:///{tmp_path / 'c.db'}"
     n = 40
     procs = [subprocess.Popen([sys.executable, str(Path(__file__).with_name("_store_writer.py")), url, str(w), str(n)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for w in range(4)]
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env)
+             for w in range(4)]
     outs = [p.communicate(timeout=300) for p in procs]
     for p, (o, e) in zip(procs, outs):
         assert p.returncode == 0, e

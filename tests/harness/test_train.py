@@ -46,14 +46,18 @@ class CrashAfter(NaNAfter):
 
 
 def test_training_learns_and_stores_curve_scores_and_checkpoint(db_url, tmp_path):
-    cfg = parse_run_config(tiny_run(train={"steps": 150, "eval_every": 50}, arch={"n_layers": 2}))
+    # an easy MQAR (2 pairs, 16 values) so 150 steps learn it on any machine's float order
+    easy = {"name": "mqar", "params": {"vocab_size": 32, "seq_len": 16, "num_pairs": 2,
+                                       "n_train": 1024, "n_val": 64, "n_test": 64}}
+    cfg = parse_run_config(tiny_run(train={"steps": 150, "eval_every": 50}, arch={"n_layers": 2},
+                                    task=easy, optimizer={"lr": 3e-3, "warmup_steps": 10}))
     store = Store(db_url)
     r = train_run(cfg, store, checkpoint_dir=tmp_path / "ck", progress=False)
     assert r.status == "done" and r.step == 150
     run = store.get_run(r.run_id)
     assert run.status == "done" and run.attempts == 1 and run.n_params > 0
     assert run.test_score == r.final[("test", "accuracy")]
-    assert run.test_score > 5 * run.chance  # learnt something: chance is 1/32
+    assert run.test_score > 4 * run.chance  # learnt something: chance is 1/16, seeds 0-2 reach 0.42-0.48
     curve = store.metrics(r.run_id, final=False)
     assert sorted(curve[curve.name == "accuracy"].step.unique().tolist()) == [50, 100, 150]
     assert (tmp_path / "ck" / r.run_id / "model.safetensors").is_file()
