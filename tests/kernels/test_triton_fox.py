@@ -1,0 +1,214 @@
+"""Triton kernels under Triton's CPU interpreter: FoX / softmax attention (forward and
+backward), plus the momentum (shear + RoPE) and linear-attention kernels, which share this
+file's single interpreter subprocess to keep the suite fast.
+
+``TRITON_INTERPRET=1`` must be set before ``triton`` is first imported: triton's own
+language helpers (``tl.zeros`` ...) are decorated at that moment, and kernels decorated
+later cannot repair them.  In a full ``pytest tests/`` run another module may import
+triton first, so setting the variable at the top of this module is not enough (checked:
+with triton imported before the variable is set, every kernel launch fails with "Cannot
+call @triton.jit'd outside of the scope of a kernel").  Hence:
+
+* when this process was started with ``TRITON_INTERPRET=1`` and triton's language is
+  interpreted, the kernel tests below run directly;
+* otherwise ``test_interpreter_tests_in_subprocess`` re-runs this file in a fresh
+  ``python -m pytest`` with the variable set, and the direct tests are skipped here.
+
+The interpreter computes bf16 dots wrongly, so only fp32 and fp16 are checked.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+triton = pytest.importorskip("triton")
+
+from kernels.fox.reference import fox_attention_ref  # noqa: E402
+from kernels.linear_attention.reference import linear_attention_ref  # noqa: E402
+from kernels.momentum.reference import momentum_attention_ref  # noqa: E402
+from kernels.softmax_attention.reference import softmax_attention_ref  # noqa: E402
+
+pytestmark = pytest.mark.triton
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _language_interpreted() -> bool:
+    from triton.runtime.interpreter import InterpretedFunction
+
+    return isinstance(triton.language.standard.zeros, InterpretedFunction)
+
+
+INTERPRETING = os.environ.get("TRITON_INTERPRET") == "1" and _language_interpreted()
+in_interpreter = pytest.mark.skipif(
+    not INTERPRETING, reason="run in a TRITON_INTERPRET=1 subprocess by "
+                             "test_interpreter_tests_in_subprocess")
+
+if INTERPRETING:
+    from kernels.fox import triton_kernel as tk
+    from kernels.linear_attention import triton_kernel as la_tk
+    from kernels.momentum import triton_kernel as mo_tk
+else:
+    tk = la_tk = mo_tk = None
+
+N_INTERPRETER_TESTS = 15  # tests marked in_interpreter below (parametrizations counted)
+
+
+@pytest.mark.skipif(INTERPRETING, reason="already inside the interpreter run")
+def test_interpreter_tests_in_subprocess():
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", str(Path(__file__).resolve()), "-q", "-p", "no:cacheprovider"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    passed = re.search(r"(\d+) passed", proc.stdout)
+    assert passed and int(passed.group(1)) >= N_INTERPRETER_TESTS, proc.stdout[-3000:]
+
+
+@in_interpreter
+def test_kernels_are_interpreted():
+    from triton.runtime.interpreter import InterpretedFunction
+
+    assert isinstance(tk._fox_fwd_kernel, InterpretedFunction)
+
+
+def make_inputs(b, t, h, d, dtype, seed=0, gate_bias=1.0):
+    g = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(b, t, h, d, generator=g, dtype=torch.float64) for _ in range(3))
+    log_f = F.logsigmoid(torch.randn(b, t, h, generator=g, dtype=torch.float64) + gate_bias)
+    return [x.to(dtype).requires_grad_() for x in (q, k, v)] + [log_f.float().requires_grad_()]
+
+
+def check_against_reference(fn, ref_fn, inputs, atol, rtol):
+    out = fn(*inputs)
+    assert out.dtype == inputs[0].dtype and out.shape == inputs[2].shape  # shaped like v
+    cot = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    grads = torch.autograd.grad(out, inputs, cot.to(out.dtype))
+    inputs64 = [x.detach().double().requires_grad_() for x in inputs]
+    ref = ref_fn(*inputs64)
+    ref_grads = torch.autograd.grad(ref, inputs64, cot)
+    torch.testing.assert_close(out.double(), ref, atol=atol, rtol=rtol)
+    for i, (a, b) in enumerate(zip(grads, ref_grads)):
+        torch.testing.assert_close(a.double(), b, atol=atol, rtol=rtol, msg=f"grad of input {i}")
+
+
+# (2, 37, 2, 16): T not a multiple of any block (16/32); (1, 64, 1, 24): head dim padded
+# to 32; (1, 1, 2, 16): a single position.
+@in_interpreter
+@pytest.mark.parametrize("shape", [(2, 37, 2, 16), (1, 64, 1, 24), (1, 1, 2, 16)])
+def test_fox_triton_fp32(shape):
+    check_against_reference(tk.fox_attention_triton, fox_attention_ref,
+                            make_inputs(*shape, torch.float32), atol=2e-5, rtol=1e-4)
+
+
+@in_interpreter
+def test_fox_triton_fp16():
+    inputs = make_inputs(2, 37, 2, 16, torch.float16)
+    check_against_reference(tk.fox_attention_triton, fox_attention_ref, inputs,
+                            atol=2e-2, rtol=2e-2)
+
+
+@in_interpreter
+def test_fox_triton_custom_scale_and_strong_gates():
+    inputs = make_inputs(1, 45, 2, 16, torch.float32, gate_bias=-1.0)
+    check_against_reference(lambda q, k, v, lf: tk.fox_attention_triton(q, k, v, lf, scale=0.5),
+                            lambda q, k, v, lf: fox_attention_ref(q, k, v, lf, scale=0.5),
+                            inputs, atol=2e-5, rtol=1e-4)
+
+
+@in_interpreter
+def test_softmax_triton_fp32():
+    q, k, v, _ = make_inputs(2, 37, 2, 16, torch.float32)
+    check_against_reference(tk.softmax_attention_triton, softmax_attention_ref, [q, k, v],
+                            atol=2e-5, rtol=1e-4)
+
+
+@in_interpreter
+@pytest.mark.parametrize("gamma_kind", ["float", "scalar", "per_head", "per_position"])
+def test_momentum_triton_fp32(gamma_kind):
+    b, t, h, d = 2, 37, 2, 16
+    q, k, v, _ = make_inputs(b, t, h, d, torch.float32)
+    g = torch.Generator().manual_seed(3)
+    gamma = {"float": 0.4, "scalar": torch.tensor(0.6), "per_head": torch.rand(h, generator=g),
+             "per_position": torch.rand(b, t, h, generator=g)}[gamma_kind]
+    if isinstance(gamma, torch.Tensor):
+        gamma.requires_grad_()
+        check_against_reference(mo_tk.momentum_attention_triton, momentum_attention_ref,
+                                [q, k, v, gamma], atol=1e-4, rtol=1e-4)
+    else:
+        check_against_reference(lambda q, k, v: mo_tk.momentum_attention_triton(q, k, v, gamma),
+                                lambda q, k, v: momentum_attention_ref(q, k, v, gamma),
+                                [q, k, v], atol=2e-5, rtol=1e-4)
+
+
+@in_interpreter
+@pytest.mark.parametrize("t,d,dv,chunk", [(37, 16, 16, 16), (70, 24, 20, 32), (1, 16, 16, 64)])
+def test_linear_attention_triton_fp32(t, d, dv, chunk):
+    g = torch.Generator().manual_seed(4)
+    q, k = (torch.randn(2, t, 2, d, generator=g).requires_grad_() for _ in range(2))
+    v = torch.randn(2, t, 2, dv, generator=g).requires_grad_()
+    check_against_reference(lambda q, k, v: la_tk.linear_attention_triton(q, k, v, chunk_size=chunk),
+                            linear_attention_ref, [q, k, v], atol=2e-5, rtol=1e-4)
+
+
+@in_interpreter
+def test_linear_attention_triton_fp16():
+    g = torch.Generator().manual_seed(5)
+    q, k, v = (torch.randn(1, 45, 2, 16, generator=g).half().requires_grad_() for _ in range(3))
+    check_against_reference(la_tk.linear_attention_triton, linear_attention_ref, [q, k, v],
+                            atol=1e-2, rtol=1e-2)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(INTERPRETING or not torch.cuda.is_available(),
+                    reason="needs a CUDA GPU and compiled (not interpreted) kernels")
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_fox_cuda_dispatch(dtype):
+    """On a GPU the public op runs the compiled Triton kernels; compare with the CPU path."""
+    from kernels import fox_attention
+
+    inputs = [x.detach() for x in make_inputs(2, 300, 4, 64, dtype)]
+    cuda_inputs = [x.cuda().requires_grad_() for x in inputs]
+    cpu_inputs = [x.float().requires_grad_() for x in inputs]
+    out = fox_attention(*cuda_inputs)
+    ref = fox_attention(*cpu_inputs)
+    cot = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
+    grads = torch.autograd.grad(out, cuda_inputs, cot.to(device="cuda", dtype=dtype))
+    ref_grads = torch.autograd.grad(ref, cpu_inputs, cot)
+    tol = 1e-4 if dtype == torch.float32 else 3e-2
+    torch.testing.assert_close(out.float().cpu(), ref, atol=tol, rtol=tol)
+    for a, b in zip(grads, ref_grads):
+        torch.testing.assert_close(a.float().cpu(), b, atol=tol * 10, rtol=tol * 10)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(INTERPRETING or not torch.cuda.is_available(),
+                    reason="needs a CUDA GPU and compiled (not interpreted) kernels")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_momentum_and_linear_cuda_dispatch(dtype):
+    """On a GPU, momentum (fused shear + RoPE kernel) and linear attention (chunked kernels)
+    agree with their CPU paths, forward and gradients (gamma included)."""
+    from kernels import linear_attention, momentum_attention
+
+    g = torch.Generator().manual_seed(6)
+    qkv = [torch.randn(2, 300, 4, 64, generator=g) for _ in range(3)]
+    gamma = torch.rand(4, generator=g)
+    tol = 1e-4 if dtype == torch.float32 else 5e-2
+    for fn, extra in ((momentum_attention, [gamma]), (linear_attention, [])):
+        cuda_in = [x.to("cuda", dtype).requires_grad_() for x in qkv + extra]
+        cpu_in = [x.clone().requires_grad_() for x in qkv + extra]
+        out, ref = fn(*cuda_in), fn(*cpu_in)
+        cot = torch.randn(ref.shape, generator=g)
+        grads = torch.autograd.grad(out, cuda_in, cot.to("cuda", dtype))
+        ref_grads = torch.autograd.grad(ref, cpu_in, cot)
+        torch.testing.assert_close(out.float().cpu(), ref, atol=tol, rtol=tol)
+        for a, b in zip(grads, ref_grads):
+            torch.testing.assert_close(a.float().cpu(), b, atol=tol * 10, rtol=tol * 10)
