@@ -14,7 +14,9 @@ from tasks.registry import (
     task_names,
 )
 
-from tasks import mqar  # noqa: F401  (registers the built-in probes)
+from tasks import (  # noqa: F401  (registers the built-in probes)
+    flipflop, induction, modular_addition, mqar, multiplication, needle, state_tracking,
+)
 
 __all__ = [
     "IGNORE", "Task", "TaskConfig", "TaskData", "TextExample", "TaskConfigError",

@@ -136,20 +136,22 @@ def _gap_log_weights(space: int, power_a: float) -> torch.Tensor:
     return math.log(power_a) + (power_a - 1) * torch.log(i)
 
 
+_PAPER = dict(vocab_size=8192, n_train=100_000, n_val=1_000, n_test=3_000)
+
+
 @register_task("mqar")
 class MQAR(Task):
     Config = MQARConfig
     description = "multi-query associative recall (Zoology): recall each queried key's value"
     knob: ClassVar[str] = "num_pairs"
-    _paper = dict(vocab_size=8192, n_train=100_000, n_val=1_000, n_test=3_000)
     presets = {
         "quick": dict(vocab_size=256, seq_len=64, num_pairs=8, n_train=6_000, n_val=256, n_test=512),
         # Zoology Figure 2: (seq_len, num_pairs) = (64, 4), (128, 8), (256, 16), (512, 64)
-        "paper": dict(seq_len=64, num_pairs=4, **_paper),
-        "paper-64": dict(seq_len=64, num_pairs=4, **_paper),
-        "paper-128": dict(seq_len=128, num_pairs=8, **_paper),
-        "paper-256": dict(seq_len=256, num_pairs=16, **_paper),
-        "paper-512": dict(seq_len=512, num_pairs=64, **_paper),
+        "paper": dict(seq_len=64, num_pairs=4, **_PAPER),
+        "paper-64": dict(seq_len=64, num_pairs=4, **_PAPER),
+        "paper-128": dict(seq_len=128, num_pairs=8, **_PAPER),
+        "paper-256": dict(seq_len=256, num_pairs=16, **_PAPER),
+        "paper-512": dict(seq_len=512, num_pairs=64, **_PAPER),
     }
 
     @property
@@ -183,9 +185,10 @@ class MQAR(Task):
         T, N = self.split_shape(split)
         return generate_mqar(g, n, c.vocab_size, T, N, c.power_a, c.random_non_queries)
 
-    def load(self, source: str | Path) -> TaskData:
+    def load(self, source: str | Path, split: str = "test") -> TaskData:
         """A published test set saved as tensors (``.npz``/``.safetensors`` with ``inputs``
-        and ``labels``); token ids must fit this config's ``vocab_size``."""
+        and ``labels``) to score as ``split``; token ids must fit this config's ``vocab_size``."""
+        self.check_split(split)
         return check_token_range(load_tensor_file(source), self.config.vocab_size, source)
 
     def render(self, data: TaskData) -> list[TextExample]:

@@ -138,6 +138,32 @@ def skip_values(r: torch.Tensor, excluded: torch.Tensor) -> torch.Tensor:
     return r + torch.searchsorted(thresh.contiguous(), r.contiguous(), right=True)
 
 
+def uniform_excluding(g: torch.Generator, T: int, V: int, excluded: torch.Tensor,
+                      table_budget: int = 1 << 24) -> torch.Tensor:
+    """``[n, T]`` tokens uniform over ``[0, V)`` minus the row's ``excluded`` values
+    (``[n, s]``, distinct within each row, ``s < V``).
+
+    Each row's allowed values are listed from a membership table of size ``V`` and
+    indexed by uniform draws from ``[0, V - s)``; rows are processed in chunks of at most
+    ``table_budget`` table entries.
+    """
+    n, s = excluded.shape
+    out = torch.empty(n, T, dtype=torch.long)
+    rows_per_chunk = max(1, table_budget // V)
+    for r0 in range(0, n, rows_per_chunk):
+        ex = excluded[r0 : r0 + rows_per_chunk]
+        r = ex.shape[0]
+        banned = torch.zeros(r, V, dtype=torch.bool).scatter_(1, ex, True)
+        # allowed value v is the (v - #banned values <= v)-th allowed one; banned values
+        # are sent to a spare last column
+        rank = torch.arange(V) - banned.cumsum(dim=1)
+        rank.masked_fill_(banned, V - s)
+        values = torch.empty(r, V - s + 1, dtype=torch.long).scatter_(1, rank, torch.arange(V).expand(r, V))
+        pick = torch.randint(0, V - s, (r, T), generator=g)
+        torch.gather(values, 1, pick, out=out[r0 : r0 + r])
+    return out
+
+
 _P = 2_147_483_629  # a prime below 2**31: products of two residues fit in int64
 
 

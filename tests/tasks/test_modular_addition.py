@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tasks import IGNORE, TaskConfigError, make_task, resolve_task_params
+
+
+@settings(max_examples=15, deadline=None)
+@given(p=st.integers(3, 60), tf=st.floats(0.1, 0.8), vf=st.floats(0.05, 0.15), seed=st.integers(0, 2**31))
+def test_train_val_test_partition_all_pairs(p, tf, vf, seed):
+    try:
+        task = make_task("modular_addition", {"p": p, "train_fraction": tf, "val_fraction": vf})
+    except TaskConfigError:
+        return                                   # a split would be empty at this tiny p
+    seen = []
+    for split in ("train", "val", "test"):
+        d = task.generate(split, seed=seed)
+        assert len(d) == task.split_size(split)
+        a, b, eq = d.inputs.unbind(dim=1)
+        assert (eq == p).all() and ((a >= 0) & (a < p) & (b >= 0) & (b < p)).all()
+        assert (d.targets[:, :2] == IGNORE).all() and torch.equal(d.targets[:, 2], (a + b) % p)
+        seen.append(a * p + b)
+    allp = torch.cat(seen)
+    assert allp.numel() == p * p and torch.equal(allp.sort().values, torch.arange(p * p))
+    assert len(seen[0]) == round(tf * p * p)
+
+
+def test_derived_sizes_and_full_batch():
+    task = make_task("modular_addition", preset="paper")
+    c = task.config
+    assert (c.p, c.train_fraction) == (113, 0.3)
+    assert c.n_train == round(0.3 * 113**2) == 3831
+    assert c.n_train + c.n_val + c.n_test == 113**2
+    full = task.generate("train", seed=4)
+    assert len(full) == 3831
+    prefix = task.generate("train", n=100, seed=4)
+    assert torch.equal(prefix.inputs, full.inputs[:100])
+    with pytest.raises(ValueError, match="has 3831 pairs"):
+        task.generate("train", n=3832)
+    # the permutation follows the seed; the same seed gives the same partition
+    other = task.generate("train", seed=5)
+    assert not torch.equal(other.inputs, full.inputs)
+    assert make_task("modular_addition", preset="paper-97").config.p == 97
+    # a resolved config (with its derived sizes) validates again unchanged
+    params = resolve_task_params("modular_addition", {"p": 31}, preset="quick")
+    assert params["n_train"] == round(0.5 * 31 * 31)
+    assert resolve_task_params("modular_addition", params) == params
+
+
+def test_class_attributes_for_the_harness():
+    task = make_task("modular_addition", preset="paper")
+    assert task.eval_train is True
+    t = task.paper_training
+    assert (t["n_layers"], t["d_model"], t["n_heads"]) == (1, 128, 4)
+    assert (t["lr"], t["weight_decay"], t["betas"], t["batch_size"]) == (1e-3, 1.0, (0.9, 0.98), "full")
+    assert task.chance == pytest.approx(1 / 113) and task.vocab_size == 114
+
+
+def test_curve_metrics():
+    task = make_task("modular_addition", preset="quick")
+    curve = [
+        (0, "train", "accuracy", 0.1), (0, "test", "accuracy", 0.01),
+        (100, "train", "accuracy", 1.0), (100, "test", "accuracy", 0.2),
+        (200, "train", "loss", 0.0), (200, "test", "accuracy", 0.985),
+        (400, "test", "accuracy", 0.995), (300, "test", "accuracy", 0.99),
+        (300, "val", "accuracy", 1.0),
+    ]
+    assert task.curve_metrics(curve) == {"steps_to_fit": 100, "steps_to_grok": 300, "grok_delay": 200}
+    never = [(0, "train", "accuracy", 0.99), (10, "test", "accuracy", 0.5)]
+    assert task.curve_metrics(never) == {"steps_to_fit": None, "steps_to_grok": None, "grok_delay": None}
+
+
+def test_score_by_hand():
+    task = make_task("modular_addition", {"p": 7})
+    targets = torch.tensor([[IGNORE, IGNORE, 3], [IGNORE, IGNORE, 5]])
+    preds = torch.tensor([[0, 0, 3], [0, 0, 4]])
+    assert task.score(preds, targets, "test") == {"accuracy": 0.5}
+    assert task.render(task.generate("test", n=1))[0].prompt.endswith("mod 7 =")
+
+
+@pytest.mark.parametrize("params, constraint", [
+    ({"n_train": 5}, "derives n_train.*leave n_train unset"),
+    ({"n_test": 5}, "derives n_test"),
+    ({"train_fraction": 0.95}, r"train_fraction \+ val_fraction < 1"),
+    ({"p": 2, "train_fraction": 0.1, "val_fraction": 0.1}, "each non-empty"),
+    ({"train_fraction": 0.0}, "train_fraction"),
+    ({"p": 1}, "p"),
+])
+def test_rejected_settings(params, constraint):
+    with pytest.raises(TaskConfigError, match=constraint):
+        make_task("modular_addition", params)

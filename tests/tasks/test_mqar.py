@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tasks import IGNORE, TaskConfigError, make_task
+from tasks.mqar import generate_mqar
+
+
+def check_mqar(data, V: int, N: int) -> None:
+    x, y = data.inputs, data.targets
+    half = V // 2
+    ctx = 2 * N
+    keys, values = x[:, 0:ctx:2], x[:, 1:ctx:2]
+    assert ((keys >= 1) & (keys < half)).all() and ((values >= half) & (values < V)).all()
+    for row_x, row_y, k, v in zip(x.tolist(), y.tolist(), keys.tolist(), values.tolist()):
+        assert len(set(k)) == N and len(set(v)) == N
+        kv = dict(zip(k, v))
+        assert all(t == IGNORE for t in row_y[:ctx])
+        scored = [t for t, tgt in enumerate(row_y) if tgt != IGNORE]
+        assert len(scored) == N
+        queried = [row_x[t] for t in scored]
+        assert sorted(queried) == sorted(k), "every key is queried exactly once"
+        for t in scored:
+            assert (t - ctx) % 2 == 0
+            assert row_y[t] == kv[row_x[t]]
+            # the query key occurs once in the context (and nowhere else as a key-value)
+            assert row_x[:ctx:2].count(row_x[t]) == 1
+
+
+@settings(max_examples=30, deadline=None)
+@given(V=st.sampled_from([64, 256, 8192]), N=st.integers(1, 12), extra=st.integers(0, 40),
+       seed=st.integers(0, 2**31), noise=st.booleans())
+def test_every_query_targets_its_value(V, N, extra, seed, noise):
+    T = min(4 * N + extra, V - 1)
+    if 4 * N > T or N > V // 2 - 1:
+        return
+    data = generate_mqar(torch.Generator().manual_seed(seed), 12, V, T, N, random_non_queries=noise)
+    assert data.inputs.shape == (12, T)
+    check_mqar(data, V, N)
+    if not noise:
+        unwritten = data.targets[:, 2 * N:] == IGNORE
+        assert (data.inputs[:, 2 * N:][unwritten] == 0).all()
+
+
+def test_query_gaps_follow_the_power_law():
+    """The first query's gap is distributed as p(i) ~ i^(a-1) over the (T - 2N)/2 slots."""
+    V, T, N, a = 8192, 64, 1, 0.01
+    data = generate_mqar(torch.Generator().manual_seed(0), 20_000, V, T, N, a)
+    pos = (data.targets != IGNORE).float().argmax(dim=1)
+    gaps = (pos - 2 * N) // 2
+    space = (T - 2 * N) // 2
+    p = torch.tensor([i ** (a - 1) for i in range(1, space + 1)])
+    p /= p.sum()
+    freq = torch.bincount(gaps, minlength=space).double() / len(gaps)
+    assert freq.shape[0] == space
+    assert torch.allclose(freq, p.double(), atol=0.01)
+
+
+def test_gaps_are_sequential_draws_without_replacement():
+    """With N = 2 the second query is drawn from what is left: P(g2 | g1) = p(g2)/(1 - p(g1))."""
+    V, T, N, a = 256, 16, 2, 0.5
+    data = generate_mqar(torch.Generator().manual_seed(1), 40_000, V, T, N, a)
+    keys = data.inputs[:, 0:4:2]
+    space = (T - 4) // 2
+    w = torch.tensor([a * i ** (a - 1) for i in range(1, space + 1)], dtype=torch.float64)
+    p = w / w.sum()
+    # the draw order is the order of the keys in the context: key j is the j-th drawn
+    qpos = torch.stack([(data.inputs[:, 4:] == keys[:, j : j + 1]).float().argmax(dim=1) for j in range(2)], 1)
+    g1, g2 = qpos[:, 0] // 2, qpos[:, 1] // 2
+    joint = torch.zeros(space, space, dtype=torch.float64)
+    joint.index_put_((g1, g2), torch.ones(len(g1), dtype=torch.float64), accumulate=True)
+    joint /= joint.sum()
+    expect = p[:, None] * p[None, :] / (1 - p[:, None])
+    expect.fill_diagonal_(0)
+    assert torch.allclose(joint, expect, atol=0.01)
+
+
+def test_paper_grid_presets():
+    grid = {"paper-64": (64, 4), "paper-128": (128, 8), "paper-256": (256, 16), "paper-512": (512, 64)}
+    for preset, (T, N) in grid.items():
+        task = make_task("mqar", preset=preset)
+        c = task.config
+        assert (c.seq_len, c.num_pairs, c.vocab_size) == (T, N, 8192)
+        assert c.ood_num_pairs == 2 * N and c.ood_seq_len == 2 * T
+        check_mqar(task.generate("test", n=4, seed=0), 8192, N)
+        assert task.generate("ood_pairs", n=2).inputs.shape == (2, T)
+        assert task.generate("ood_len", n=2).inputs.shape == (2, 2 * T)
+    assert make_task("mqar", preset="paper").config == make_task("mqar", preset="paper-64").config
+    assert make_task("mqar", preset="paper").knob == "num_pairs"
+
+
+def test_ood_splits_have_more_pairs_and_longer_sequences():
+    task = make_task("mqar", preset="quick")
+    c = task.config
+    assert task.splits == ("train", "val", "test", "ood_pairs", "ood_len")
+    d = task.generate("ood_pairs", n=8, seed=1)
+    assert d.inputs.shape == (8, c.seq_len)
+    assert ((d.targets != IGNORE).sum(dim=1) == c.ood_num_pairs).all()
+    check_mqar(d, c.vocab_size, c.ood_num_pairs)
+    d = task.generate("ood_len", n=8, seed=1)
+    assert d.inputs.shape == (8, c.ood_seq_len)
+    check_mqar(d, c.vocab_size, c.num_pairs)
+
+
+def test_ood_defaults_fall_back_to_the_largest_feasible():
+    c = make_task("mqar", {"vocab_size": 100, "seq_len": 64, "num_pairs": 10}).config
+    assert c.ood_num_pairs == 16        # 2 x 10 does not fit 64 tokens: 64 // 4
+    assert c.ood_seq_len == 99          # 128 needs vocab_size > 128
+    c = make_task("mqar", {"vocab_size": 256, "seq_len": 64, "num_pairs": 16}).config
+    assert c.ood_num_pairs == 16        # no room at all: the trained number
+
+
+@pytest.mark.parametrize("params, constraint", [
+    ({"seq_len": 64, "num_pairs": 17}, r"seq_len >= 4 \* num_pairs"),
+    ({"vocab_size": 64, "seq_len": 64, "num_pairs": 4}, "vocab_size > seq_len"),
+    ({"seq_len": 64, "num_pairs": 4, "ood_num_pairs": 2}, "ood_num_pairs >= num_pairs"),
+    ({"seq_len": 64, "num_pairs": 4, "ood_num_pairs": 17}, r"seq_len >= 4 \* num_pairs.*ood_num_pairs"),
+    ({"seq_len": 64, "ood_seq_len": 32}, "ood_seq_len >= seq_len"),
+    ({"vocab_size": 256, "seq_len": 64, "ood_seq_len": 300}, "vocab_size > seq_len.*ood_seq_len"),
+    ({"power_a": 0}, "power_a"),
+])
+def test_rejected_settings(params, constraint):
+    with pytest.raises(TaskConfigError, match=constraint):
+        make_task("mqar", params)
+
+
+def test_score_by_hand():
+    task = make_task("mqar", preset="quick")
+    targets = torch.full((2, 8), IGNORE)
+    targets[0, 4], targets[0, 6], targets[1, 6] = 200, 201, 202
+    preds = torch.zeros(2, 8, dtype=torch.long)
+    preds[0, 4], preds[1, 6] = 200, 202
+    assert task.score(preds, targets, "test")["accuracy"] == pytest.approx(2 / 3)
+    assert task.chance == pytest.approx(1 / 128)
+    assert math.isnan(task.score(preds, torch.full((2, 8), IGNORE), "test")["accuracy"])

@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tasks import IGNORE, TaskConfigError, make_task
+from tasks.multiplication import EQUALS, STAR, decode_operands, pair_bucket
+
+
+def digits_value(ds: list[int]) -> int:
+    return sum(d * 10**i for i, d in enumerate(ds))
+
+
+@settings(max_examples=20, deadline=None)
+@given(n=st.integers(1, 6), m=st.integers(1, 6), seed=st.integers(0, 2**31),
+       split=st.sampled_from(["train", "val", "test"]))
+def test_digits_decode_to_the_product(n, m, seed, split):
+    K = 3 if n + m <= 2 else 16
+    task = make_task("multiplication", {"n_digits": n, "m_digits": m, "holdout_modulus": K})
+    data = task.generate(split, n=32, seed=seed)
+    T = 2 * (n + m) + 1
+    assert data.inputs.shape == (32, T)
+    eq = n + 1 + m
+    for x, y in zip(data.inputs.tolist(), data.targets.tolist()):
+        assert x[n] == STAR and x[eq] == EQUALS
+        a, b = digits_value(x[:n]), digits_value(x[n + 1 : eq])
+        assert 10 ** (n - 1) <= a < 10**n and 10 ** (m - 1) <= b < 10**m, "leading digits are nonzero"
+        assert all(t == IGNORE for t in y[:eq])
+        prod = y[eq:]
+        assert len(prod) == n + m and digits_value(prod) == a * b
+        assert x[eq + 1 :] == prod[:-1], "teacher forcing: the inputs hold the product shifted by one"
+    a, b = decode_operands(data.inputs, n, m)
+    bucket = pair_bucket(a, b, m, K)
+    if split == "test":
+        assert (bucket == 0).all()
+    elif split == "val":
+        assert (bucket == 1).all()
+    else:
+        assert (bucket >= 2).all()
+
+
+def test_hash_partition_is_balanced_and_fixed():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randint(1000, 10000, (400_000,), generator=g)
+    b = torch.randint(1000, 10000, (400_000,), generator=g)
+    counts = torch.bincount(pair_bucket(a, b, 4, 64), minlength=64).double()
+    assert (counts / counts.mean() - 1).abs().max() < 0.06
+    # neighbouring pairs are spread over the buckets, not clustered
+    near = pair_bucket(torch.full((640,), 4321), torch.arange(1000, 1640), 4, 64)
+    assert len(set(near.tolist())) > 50
+
+
+def test_test_pairs_never_appear_in_train_across_seeds():
+    task = make_task("multiplication", preset="quick")           # 2x2: 8100 pairs
+    test = set(map(tuple, task.generate("test", n=2000, seed=0).inputs[:, :5].tolist()))
+    for seed in range(3):
+        train = set(map(tuple, task.generate("train", n=5000, seed=seed).inputs[:, :5].tolist()))
+        assert not train & test
+    # the buckets do not depend on the seed: every test pair, whatever the seed, is in bucket 0
+    a = torch.arange(10, 100).repeat_interleave(90)
+    b = torch.arange(10, 100).repeat(90)
+    bucket0 = set(zip(a[pair_bucket(a, b, 2, 16) == 0].tolist(), b[pair_bucket(a, b, 2, 16) == 0].tolist()))
+    assert 400 < len(bucket0) < 620
+    for seed in (0, 9):
+        x, y = decode_operands(task.generate("test", n=500, seed=seed).inputs, 2, 2)
+        assert set(zip(x.tolist(), y.tolist())) <= bucket0
+
+
+def test_presets():
+    paper = make_task("multiplication", preset="paper")
+    assert (paper.config.n_digits, paper.config.m_digits) == (4, 4) and paper.seq_len == 17
+    big = make_task("multiplication", preset="paper-5x5")
+    assert (big.config.n_digits, big.config.m_digits) == (5, 5)
+    assert paper.metric == "exact_match" and paper.chance < 1e-6 and paper.vocab_size == 12
+
+
+def test_score_by_hand():
+    task = make_task("multiplication", {"n_digits": 1, "m_digits": 2, "holdout_modulus": 3})
+    # 7 * 12 = 84 -> digits LSD first [4, 8, 0]
+    x = torch.tensor([[7, STAR, 2, 1, EQUALS, 4, 8]])
+    y = torch.tensor([[IGNORE] * 4 + [4, 8, 0]])
+    assert task.score(y, y, "test") == {
+        "exact_match": 1.0, "digit_accuracy": 1.0,
+        "digit_accuracy/pos=0": 1.0, "digit_accuracy/pos=1": 1.0, "digit_accuracy/pos=2": 1.0}
+    preds = torch.tensor([[0, 0, 0, 0, 4, 9, 0]])             # the middle digit wrong
+    s = task.score(preds, y, "test")
+    assert s["exact_match"] == 0.0 and s["digit_accuracy"] == pytest.approx(2 / 3)
+    assert s["digit_accuracy/pos=1"] == 0.0 and s["digit_accuracy/pos=2"] == 1.0
+    from tasks.base import TaskData
+    assert task.render(TaskData(x, y))[0].prompt == "7 * 12 =" and task.render(TaskData(x, y))[0].answer == "84"
+    with pytest.raises(ValueError, match=r"\[n, 7\]"):
+        task.score(preds[:, :5], y[:, :5], "test")
+
+
+@pytest.mark.parametrize("params, constraint", [
+    ({"n_digits": 10, "m_digits": 9}, r"n_digits \+ m_digits <= 18"),
+    ({"n_digits": 1, "m_digits": 1, "holdout_modulus": 64}, r"pairs >= 10 \* holdout_modulus"),
+    ({"holdout_modulus": 2}, "holdout_modulus"),
+    ({"n_digits": 0}, "n_digits"),
+])
+def test_rejected_settings(params, constraint):
+    with pytest.raises(TaskConfigError, match=constraint):
+        make_task("multiplication", params)

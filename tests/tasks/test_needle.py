@@ -1,0 +1,167 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tasks import IGNORE, TaskConfigError, make_task
+from tasks.needle import NEEDLE, PAD, QUERY, generate_needle
+
+BASE = dict(train_len=48, min_len=24, key_vocab=16, value_vocab=16, filler_vocab=32)
+
+
+def parse_row(task, x: list[int], y: list[int]):
+    """Decode one row by hand: its length, needles (start, key, values), query, filler."""
+    c = task.config
+    length = len(x)
+    while length and x[length - 1] == PAD:
+        length -= 1
+    q = c.query_tokens
+    H = length - q
+    assert x[H] == QUERY
+    qkey, qvals = x[H + 1], x[H + 2 : length]
+    needles, filler_before, fill = [], {}, 0
+    t = 0
+    while t < H:
+        if x[t] == NEEDLE:
+            needles.append((t, x[t + 1], x[t + 2 : t + c.needle_tokens]))
+            filler_before[x[t + 1]] = fill
+            t += c.needle_tokens
+        else:
+            fill += 1
+            t += 1
+    return length, H, needles, qkey, qvals, filler_before, fill
+
+
+def check_rows(task, data, lengths=None, depths=None):
+    c = task.config
+    key_lo = 3
+    val_lo = key_lo + c.key_vocab
+    fill_lo = val_lo + c.value_vocab
+    for i, (x, y) in enumerate(zip(data.inputs.tolist(), data.targets.tolist())):
+        length, H, needles, qkey, qvals, filler_before, F = parse_row(task, x, y)
+        assert len(needles) == c.num_keys
+        keys = [k for _, k, _ in needles]
+        assert len(set(keys)) == c.num_keys and all(key_lo <= k < val_lo for k in keys)
+        assert qkey in keys
+        vals = {k: v for _, k, v in needles}
+        assert qvals == vals[qkey], "the answer is the queried key's values, in order"
+        assert all(val_lo <= v < fill_lo for v in qvals)
+        filler = [t for t in x[:H] if t not in (NEEDLE,)]
+        assert F == H - c.num_keys * c.needle_tokens
+        # targets: the values, at the query key and at every answer token but the last
+        scored = [t for t, v in enumerate(y) if v != IGNORE]
+        assert scored == list(range(H + 1, H + 1 + c.num_values))
+        assert [y[t] for t in scored] == qvals
+        assert all(v == PAD for v in x[length:])
+        assert len(filler) >= F
+        if lengths is not None:
+            assert length == lengths[i]
+        if depths is not None:
+            assert filler_before[qkey] == int(depths[i] * F + 0.5)
+
+
+@settings(max_examples=25, deadline=None)
+@given(num_keys=st.integers(1, 4), num_values=st.integers(1, 4), seed=st.integers(0, 2**31),
+       depth=st.floats(0, 1), length=st.integers(0, 40))
+def test_target_is_the_queried_value_at_the_requested_depth(num_keys, num_values, seed, depth, length):
+    task = make_task("needle", dict(BASE, num_keys=num_keys, num_values=num_values, min_len=None,
+                                    train_len=80))
+    shortest = task.config.shortest_len
+    L = shortest + length
+    n = 8
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.full((n,), L)
+    depths = torch.full((n,), depth, dtype=torch.float64)
+    data = generate_needle(g, lengths, depths, L + 3, task.config)
+    check_rows(task, data, lengths.tolist(), depths.tolist())
+
+
+def test_depth_zero_and_one_put_the_needle_first_and_last():
+    task = make_task("needle", dict(BASE, grid_lengths=(24, 48), grid_depths=(0.0, 1.0)))
+    data = task.generate("grid", n=40, seed=2)
+    for i, x in enumerate(data.inputs.tolist()):
+        L, d = task.grid_cells[i % 4]
+        H = L - task.config.query_tokens
+        if d == 0.0:
+            assert x[0] == NEEDLE
+        else:
+            assert x[H - task.config.needle_tokens] == NEEDLE
+
+
+def test_train_lengths_and_depths_vary():
+    task = make_task("needle", BASE)
+    data = task.generate("train", n=400, seed=0)
+    check_rows(task, data)
+    lengths = 48 - (data.inputs == PAD).sum(dim=1)
+    assert int(lengths.min()) == 24 and int(lengths.max()) == 48
+    starts = (data.inputs == NEEDLE).float().argmax(dim=1)
+    assert int(starts.min()) == 0 and int(starts.max()) > 30
+
+
+def test_grid_covers_lengths_up_to_4L_and_every_depth():
+    task = make_task("needle", BASE)
+    c = task.config
+    assert c.grid_lengths == (24, 48, 96, 144, 192)
+    assert len(c.grid_depths) == 11 and c.grid_depths[0] == 0.0 and c.grid_depths[-1] == 1.0
+    cells = task.grid_cells
+    data = task.generate("grid", n=3 * len(cells), seed=1)
+    assert data.inputs.shape == (3 * len(cells), 192)
+    lengths = [cells[i % len(cells)][0] for i in range(len(data))]
+    depths = [cells[i % len(cells)][1] for i in range(len(data))]
+    check_rows(task, data, lengths, depths)
+
+
+def test_grid_scores_per_cell():
+    task = make_task("needle", dict(BASE, grid_lengths=(24, 96), grid_depths=(0.0, 0.5)))
+    data = task.generate("grid", n=8, seed=0)
+    preds = data.targets.clone()
+    preds[1] = 0                       # row 1 is cell (24, 0.50): wrong
+    s = task.score(preds, data.targets, "grid")
+    assert s["accuracy"] == pytest.approx(7 / 8)
+    assert s["accuracy/len=24/depth=0.50"] == pytest.approx(0.5)
+    assert s["accuracy/len=24/depth=0.00"] == 1.0
+    assert s["accuracy/len=96/depth=0.50"] == 1.0
+    assert s["accuracy/len=24"] == pytest.approx(3 / 4)
+    with pytest.raises(ValueError, match="row order"):
+        task.score(preds.flip(0), data.targets.flip(0), "grid")
+    assert set(task.score(preds, data.targets, "test")) == {"accuracy"}
+
+
+def test_multivalue_scores_every_value():
+    task = make_task("needle", preset="quick-multivalue")
+    data = task.generate("test", n=4, seed=0)
+    assert ((data.targets != IGNORE).sum(dim=1) == 4).all()
+    preds = data.targets.clone()
+    first = (data.targets != IGNORE).float().argmax(dim=1)
+    preds[torch.arange(4), first] = 0
+    assert task.score(preds, data.targets, "test")["accuracy"] == pytest.approx(0.75)
+    assert task.chance == pytest.approx(1 / 32)
+    ex = task.render(data)[0]
+    assert ex.prompt.endswith(task.token_text(data.inputs[0, first[0]].item())) and len(ex.answer.split()) == 4
+
+
+@pytest.mark.parametrize("params, constraint", [
+    (dict(num_keys=20, key_vocab=16), "num_keys <= key_vocab"),
+    (dict(min_len=60), "min_len <= train_len"),
+    (dict(min_len=6, num_keys=2), r"every length >= query \+ num_keys \* needle \+ 1 filler = 10"),
+    (dict(grid_lengths=(5, 48)), "every grid length >= 7"),
+    (dict(grid_lengths=(48, 24)), "strictly increasing"),
+    (dict(grid_depths=(0.0, 1.5)), r"grid_depths in \[0, 1\]"),
+    (dict(grid_depths=()), "at least one grid length and one grid depth"),
+    (dict(value_vocab=1), "value_vocab"),
+])
+def test_rejected_settings(params, constraint):
+    with pytest.raises(TaskConfigError, match=constraint):
+        make_task("needle", dict(BASE, **params))
+
+
+def test_paper_preset_grid():
+    task = make_task("needle", preset="paper")
+    c = task.config
+    assert c.train_len == 1024 and c.grid_lengths == (512, 1024, 2048, 3072, 4096)
+    assert len(task.grid_cells) == 55
+    data = task.generate("grid", n=55, seed=0)
+    assert data.inputs.shape == (55, 4096)
+    check_rows(task, data, [L for L, _ in task.grid_cells], [d for _, d in task.grid_cells])

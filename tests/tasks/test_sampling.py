@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tasks.sampling import (
+    distinct_integers,
+    mix_hash,
+    skip_values,
+    sorted_uniform_ints,
+    weighted_without_replacement,
+)
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(0, 50), k=st.integers(0, 40), m=st.integers(1, 3000), low=st.integers(-5, 100),
+       seed=st.integers(0, 2**31))
+def test_distinct_integers_are_distinct_and_in_range(n, k, m, low, seed):
+    k = min(k, m)
+    x = distinct_integers(gen(seed), n, k, low, low + m)
+    assert x.shape == (n, k) and x.dtype == torch.int64
+    if n and k:
+        assert int(x.min()) >= low and int(x.max()) < low + m
+        assert (x.sort(dim=1).values.diff(dim=1) > 0).all()
+
+
+@pytest.mark.parametrize("k, m", [(3, 5), (2, 6), (2, 70), (2, 200)])   # dense, table, table, redraw
+def test_distinct_integers_are_uniform_over_ordered_tuples(k, m):
+    n = 120_000
+    x = distinct_integers(gen(1), n, k, 0, m)
+    code = sum(x[:, j] * m**j for j in range(k))
+    counts = torch.bincount(code, minlength=m**k).double()
+    tuples = [sum(t[j] * m**j for j in range(k)) for t in itertools.permutations(range(m), k)]
+    expected = n / len(tuples)
+    c = counts[tuples]
+    assert int(counts.sum() - c.sum()) == 0                 # nothing outside the distinct tuples
+    chi2 = float(((c - expected) ** 2 / expected).sum())
+    dof = len(tuples) - 1
+    assert chi2 < dof + 6 * (2 * dof) ** 0.5, (chi2, dof)
+
+
+def test_distinct_integers_rejects_too_many():
+    with pytest.raises(ValueError, match="cannot draw 5 distinct values from a range of 4"):
+        distinct_integers(gen(), 2, 5, 0, 4)
+
+
+def test_weighted_without_replacement_matches_sequential_draws():
+    w = torch.tensor([5.0, 3.0, 1.0, 1.0])
+    n = 200_000
+    x = weighted_without_replacement(gen(2), n, 2, w.log())
+    p = w / w.sum()
+    joint = torch.zeros(4, 4, dtype=torch.float64)
+    joint.index_put_((x[:, 0], x[:, 1]), torch.ones(n, dtype=torch.float64), accumulate=True)
+    joint /= n
+    expect = (p[:, None] * p[None, :] / (1 - p[:, None])).double()
+    expect.fill_diagonal_(0)
+    assert torch.allclose(joint, expect, atol=0.004)
+
+
+@settings(max_examples=30, deadline=None)
+@given(M=st.integers(2, 60), data=st.data(), seed=st.integers(0, 2**31))
+def test_skip_values_is_a_bijection_onto_the_allowed_values(M, data, seed):
+    s = data.draw(st.integers(1, M - 1))
+    excluded = distinct_integers(gen(seed), 1, s, 0, M).sort(dim=1).values
+    r = torch.arange(M - s).view(1, -1)
+    out = skip_values(r, excluded)[0].tolist()
+    allowed = sorted(set(range(M)) - set(excluded[0].tolist()))
+    assert out == allowed
+
+
+def test_sorted_uniform_ints():
+    x = sorted_uniform_ints(gen(3), 50_000, 3, 4)
+    assert (x.diff(dim=1) >= 0).all() and int(x.min()) == 0 and int(x.max()) == 4
+    counts = torch.bincount(x.flatten(), minlength=5).double()
+    assert (counts / counts.mean() - 1).abs().max() < 0.03
+    per_row = sorted_uniform_ints(gen(3), 4, 2, torch.tensor([0, 1, 5, 100]))
+    assert (per_row[0] == 0).all() and int(per_row[1].max()) <= 1
+
+
+def test_mix_hash_is_fixed_and_in_range():
+    x = torch.arange(0, 10**12, 10**7)
+    h = mix_hash(x)
+    assert int(h.min()) >= 0 and int(h.max()) < 2**31
+    assert torch.equal(h, mix_hash(x.clone()))
+    assert not torch.equal(h, mix_hash(x, salt=1))
+    # pinned values: changing the hash would silently move multiplication's test set
+    assert mix_hash(torch.tensor([0, 1, 12345678])).tolist() == [637115836, 457472273, 967509408]
