@@ -1,3 +1,3 @@
 """Built-in sequence mixers; importing this package registers them."""
 
-from models.mixers import attention  # noqa: F401
+from models.mixers import attention, gated  # noqa: F401

@@ -1,0 +1,193 @@
+"""The architecture zoo: FoX, PaTH, PaTH-FoX, Momentum attention, linear attention, DeltaNet.
+
+Each mixer only projects, gates and reshapes; the sequence mixing itself is a ``kernels``
+op.  Each layer sets up its own initialisation here (forget-gate bias, PaTH's ``w`` and
+``beta`` projections) and nothing later overwrites it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from kernels import (
+    apply_rope, deltanet, fox_attention, linear_attention, momentum_attention, path_attention,
+)
+from models.layers import init_linear
+from models.mixers.attention import MultiHeadMixer
+from models.registry import register_mixer
+
+
+class _Opts(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# -- FoX ------------------------------------------------------------------------------
+
+class ForgetGate(nn.Module):
+    """Per-head scalar forget gate ``f_t = sigmoid(w_f . x_t + b_f)``, returned as ``log f_t``.
+
+    The bias starts spread over ``[bias_low, bias_high]`` across heads, so some heads
+    forget fast and some barely at all (``sigmoid(5) ~ 0.993``).
+    """
+
+    def __init__(self, d_model: int, n_heads: int, bias_low: float, bias_high: float) -> None:
+        super().__init__()
+        self.proj = nn.Linear(d_model, n_heads, bias=True)
+        nn.init.normal_(self.proj.weight, std=0.02)
+        with torch.no_grad():
+            self.proj.bias.copy_(torch.linspace(bias_low, bias_high, n_heads))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.logsigmoid(self.proj(x).float()).to(x.dtype)
+
+
+class FoXOptions(_Opts):
+    rope: bool = Field(False, description="FoX uses no position encoding by default")
+    gate_bias_low: float = Field(1.0, description="forget-gate bias of the first head")
+    gate_bias_high: float = Field(5.0, description="forget-gate bias of the last head")
+
+
+@register_mixer("fox", "Forgetting Transformer: softmax attention with a per-head forget gate (Lin et al. 2025)")
+class FoX(MultiHeadMixer):
+    Options = FoXOptions
+
+    def __init__(self, d_model: int, n_heads: int, options: FoXOptions, layer_idx: int = 0, n_layers: int = 1) -> None:
+        super().__init__(d_model, n_heads, n_layers)
+        self.opts = options
+        self.gate = ForgetGate(d_model, n_heads, options.gate_bias_low, options.gate_bias_high)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.split_qkv(x)
+        if self.opts.rope:
+            q, k = apply_rope(q), apply_rope(k)
+        return self.merge(fox_attention(q, k, v, self.gate(x)))
+
+
+# -- PaTH -----------------------------------------------------------------------------
+
+class HouseholderParams(nn.Module):
+    """PaTH's per-position ``w_t`` (unit vectors) and ``beta_t`` in (0, 2), per head.
+
+    ``w_t = L2-normalise(short causal depthwise conv(low-rank projection of x_t))`` and
+    ``beta_t = 2 * sigmoid(u . x_t + b)``, so ``I - beta w w^T`` can have eigenvalue
+    ``1 - beta < 0`` (a reflection at ``beta = 2``).
+    """
+
+    def __init__(self, d_model: int, n_heads: int, rank: int, conv: int) -> None:
+        super().__init__()
+        self.n_heads, self.head_dim = n_heads, d_model // n_heads
+        self.down = init_linear(nn.Linear(d_model, rank, bias=False), std=1.0 / math.sqrt(d_model))
+        self.up = init_linear(nn.Linear(rank, d_model, bias=False), std=1.0 / math.sqrt(rank))
+        self.conv = nn.Conv1d(d_model, d_model, conv, groups=d_model, padding=conv - 1, bias=False)
+        with torch.no_grad():  # start near the identity filter: the newest position dominates
+            self.conv.weight.zero_()
+            self.conv.weight[:, 0, -1] = 1.0
+            self.conv.weight.add_(0.05 * torch.randn_like(self.conv.weight))
+        self.beta = nn.Linear(d_model, n_heads, bias=True)
+        nn.init.normal_(self.beta.weight, std=0.02)
+        nn.init.zeros_(self.beta.bias)  # beta starts at 1: a projection, halfway to a reflection
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b, t, _ = x.shape
+        u = self.up(self.down(x)).transpose(1, 2)  # [B, D, T]
+        u = self.conv(u)[..., :t].transpose(1, 2)  # causal: drop the right padding
+        w = F.normalize(u.view(b, t, self.n_heads, self.head_dim).float(), dim=-1).to(x.dtype)
+        beta = 2.0 * torch.sigmoid(self.beta(x))
+        return w, beta
+
+
+class PaTHOptions(_Opts):
+    w_rank: int | None = Field(None, ge=1, description="rank of the w projection (default d_model // 16, at least 4)")
+    conv_size: int = Field(3, ge=1, description="width of the causal convolution on w")
+
+
+@register_mixer("path", "PaTH attention: accumulated Householder position encoding (Yang et al. 2025)")
+class PaTH(MultiHeadMixer):
+    Options = PaTHOptions
+    forget_gate = False
+
+    def __init__(self, d_model: int, n_heads: int, options: PaTHOptions, layer_idx: int = 0, n_layers: int = 1) -> None:
+        super().__init__(d_model, n_heads, n_layers)
+        rank = options.w_rank or max(4, d_model // 16)
+        self.householder = HouseholderParams(d_model, n_heads, rank, options.conv_size)
+        self.gate = ForgetGate(d_model, n_heads, 1.0, 5.0) if self.forget_gate else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.split_qkv(x)
+        w, beta = self.householder(x)
+        log_f = self.gate(x) if self.gate is not None else None
+        return self.merge(path_attention(q, k, v, w, beta, log_f))
+
+
+@register_mixer("path-fox", "PaTH attention plus the FoX forget gate (Yang et al. 2025)")
+class PaTHFoX(PaTH):
+    forget_gate = True
+
+
+# -- Momentum attention -----------------------------------------------------------------
+
+class MomentumOptions(_Opts):
+    gamma: float = Field(0.5, description="shear strength: q_t + gamma (q_t - q_{t-1}), same for keys")
+    learnable: bool = Field(True, description="learn gamma (one scalar per layer), starting at `gamma`")
+    rope_base: float = Field(10000.0, gt=1.0)
+
+
+@register_mixer("momentum", "Momentum attention: a first-difference shear on q and k before RoPE (2026)")
+class MomentumAttention(MultiHeadMixer):
+    Options = MomentumOptions
+
+    def __init__(self, d_model: int, n_heads: int, options: MomentumOptions, layer_idx: int = 0,
+                 n_layers: int = 1) -> None:
+        super().__init__(d_model, n_heads, n_layers)
+        self.opts = options
+        g = torch.tensor(float(options.gamma))
+        if options.learnable:
+            self.gamma = nn.Parameter(g)
+        else:
+            self.register_buffer("gamma", g)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.split_qkv(x)
+        return self.merge(momentum_attention(q, k, v, self.gamma, rope_base=self.opts.rope_base))
+
+
+# -- linear RNN baselines --------------------------------------------------------------
+
+class ChunkOptions(_Opts):
+    chunk_size: int = Field(64, ge=1)
+
+
+@register_mixer("linear", "linear attention with an elu+1 feature map (Katharopoulos et al. 2020)")
+class LinearAttention(MultiHeadMixer):
+    Options = ChunkOptions
+
+    def __init__(self, d_model: int, n_heads: int, options: ChunkOptions, layer_idx: int = 0, n_layers: int = 1) -> None:
+        super().__init__(d_model, n_heads, n_layers)
+        self.chunk_size = options.chunk_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.split_qkv(x)
+        return self.merge(linear_attention(q, k, v, chunk_size=self.chunk_size))
+
+
+@register_mixer("deltanet", "DeltaNet: the delta rule, chunked with the WY representation (Yang et al. 2024)")
+class DeltaNet(MultiHeadMixer):
+    Options = ChunkOptions
+
+    def __init__(self, d_model: int, n_heads: int, options: ChunkOptions, layer_idx: int = 0, n_layers: int = 1) -> None:
+        super().__init__(d_model, n_heads, n_layers)
+        self.chunk_size = options.chunk_size
+        self.beta = nn.Linear(d_model, n_heads, bias=True)
+        nn.init.normal_(self.beta.weight, std=0.02)
+        nn.init.zeros_(self.beta.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.split_qkv(x)
+        q = F.normalize(q, dim=-1)  # keys are normalised inside the op
+        beta = torch.sigmoid(self.beta(x))
+        return self.merge(deltanet(q, k, v, beta, chunk_size=self.chunk_size))
