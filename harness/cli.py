@@ -343,6 +343,62 @@ def archs(d_model: int = typer.Option(128, "--d-model"), n_layers: int = typer.O
     print_frame(df, fmt, title=f"architectures at d_model={d_model}, n_layers={n_layers}, n_heads={n_heads}")
 
 
+@app.command("bench-probes")
+@handles_errors
+def bench_probes_cmd(preset: str = typer.Option("paper", help="which preset of each probe to time"),
+                     tokens: int = typer.Option(2_000_000, min=1000, help="tokens generated per repetition"),
+                     reps: int = typer.Option(3, min=1, help="repetitions (the best is reported)"),
+                     task: Optional[list[str]] = typer.Option(None, "--task", help="only these probes"),
+                     db: Optional[str] = DB, fmt: str = FORMAT,
+                     store_results: bool = typer.Option(True, "--store/--no-store", help="write rows to the store")) -> None:
+    """Time every probe's generator (tokens per second) and store the numbers."""
+    import pandas as pd
+
+    from harness import environment
+    from tasks import get_task_class
+    from tasks.benchmark import bench_probes
+
+    for name in task or []:
+        get_task_class(name)  # unknown names fail before any work
+    rows = bench_probes(preset=preset, n_tokens=tokens, reps=reps, tasks=task or None)
+    if store_results:
+        store = _open(db)
+        env_id = store.environment(environment.describe("cpu"))
+        store.add_probe_benchmarks([dict(task=r["task"], preset=r["preset"], tokens=r["tokens"],
+                                         seconds=r["tokens"] / r["tokens_per_s"], tokens_per_s=r["tokens_per_s"],
+                                         environment_id=env_id) for r in rows])
+    df = pd.DataFrame(rows)
+    df["Mtok_per_s"] = df["tokens_per_s"] / 1e6
+    df["target_Mtok_per_s"] = df["target_tokens_per_s"] / 1e6
+    print_frame(df[["task", "preset", "seq_len", "tokens", "Mtok_per_s", "target_Mtok_per_s", "meets_target"]],
+                fmt, title="probe generation speed (best of reps)")
+
+
+@app.command()
+@handles_errors
+def dashboard(db: Optional[str] = DB, port: int = typer.Option(8501, help="port to serve on"),
+              host: str = typer.Option("localhost", help="address to bind"),
+              open_browser: bool = typer.Option(False, "--open/--no-open", help="open a browser tab")) -> None:
+    """Serve the Streamlit leaderboard over the results database (read-only)."""
+    import importlib.util
+    import os
+    import subprocess
+
+    from harness.errors import UserError
+    from harness.store import resolve_url
+
+    if importlib.util.find_spec("streamlit") is None:
+        raise UserError("the dashboard needs Streamlit: pip install 'archbench[dashboard]'")
+    url = resolve_url(db)
+    _open(url, readonly=True).close()  # a missing or old database fails here, with its fix
+    app_path = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app_path), "--server.port", str(port),
+           "--server.address", host, "--server.headless", str(not open_browser).lower(),
+           "--browser.gatherUsageStats", "false", "--", "--db", url]
+    out.print(f"archbench dashboard on http://{host}:{port} (reading {url}); Ctrl-C to stop")
+    raise typer.Exit(subprocess.call(cmd, env={**os.environ, "ARCHBENCH_DB": url}))
+
+
 def main() -> None:
     app()
 
