@@ -30,6 +30,7 @@ DB = typer.Option(None, "--db", help="SQLAlchemy URL or SQLite path (default: $A
 FORMAT = typer.Option("table", "--format", "-f", help="table, markdown, csv or json")
 QUIET = typer.Option(False, "--quiet", "-q", help="no progress bars (for logs)")
 CKPT = typer.Option("checkpoints", "--checkpoint-dir", help="where checkpoints are written")
+PLUGIN = typer.Option(None, "--plugin", help="a .py file or module that registers mixers/tasks (repeatable)")
 
 
 def handles_errors(fn: Callable) -> Callable:
@@ -99,6 +100,24 @@ def print_frame(df, fmt: str, title: str | None = None) -> None:  # noqa: ANN001
         raise UserError(f"unknown --format {fmt!r}; use table, markdown, csv or json")
 
 
+def print_board(table, fmt: str, title: str) -> None:  # noqa: ANN001
+    """The leaderboard; in a terminal too narrow for the per-probe columns, the summary ones."""
+    summary = ["rank", "arch", "size", "score", "ci_low", "ci_high", "win_rate", "n_params", "runs", "settings"]
+    if fmt != "table" or table.empty:
+        print_frame(table, fmt, title=title)
+        return
+    t = table.copy()  # the terminal view: the interval in one column, short headers
+    t.insert(t.columns.get_loc("ci_low"), "95% CI", [f"{a:.3f}-{b:.3f}" for a, b in zip(t.ci_low, t.ci_high)])
+    t = t.drop(columns=["ci_low", "ci_high"]).rename(columns={"win_rate": "win", "n_params": "params"})
+    probes = [c for c in table.columns if c not in summary]
+    if probes and out.width < 75 + 9 * len(probes):
+        t = t.drop(columns=probes)
+        print_frame(t, fmt, title=title)
+        out.print(f"[dim]per-probe columns ({', '.join(probes)}): widen the terminal or use --format markdown[/]")
+        return
+    print_frame(t, fmt, title=title)
+
+
 def _open(db: str | None, readonly: bool = False):  # noqa: ANN202
     from harness.store import Store
 
@@ -123,12 +142,15 @@ def train(
     set_: Optional[list[str]] = typer.Option(None, "--set", help="dotted override, e.g. arch.d_model=128"),
     db: Optional[str] = DB, checkpoint_dir: str = CKPT, quiet: bool = QUIET,
     retry_failed: bool = typer.Option(False, help="run again even if an earlier attempt failed"),
+    plugin: Optional[list[str]] = PLUGIN,
 ) -> None:
     """Train one run and store its learning curve, scores and checkpoint."""
     from harness.config import _set_path, parse_run_config
     from harness.errors import UserError
+    from harness.plugins import load_plugins
     from harness.train import train_run
 
+    load_plugins(plugin or [])
     data: dict[str, Any] = {}
     if config is not None:
         if not config.is_file():
@@ -182,11 +204,13 @@ def eval_(
     data: Optional[Path] = typer.Option(None, "--data", help=".npz/.safetensors with int tensors inputs, labels [n, T]"),
     split: Optional[list[str]] = typer.Option(None, "--split", help="splits to score (default: all but train)"),
     seed: Optional[int] = typer.Option(None, help="data seed (default: the run's seed)"),
-    db: Optional[str] = DB, fmt: str = FORMAT,
+    db: Optional[str] = DB, fmt: str = FORMAT, plugin: Optional[list[str]] = PLUGIN,
 ) -> None:
     """Score a checkpoint on its task's splits, other task settings, or a data file."""
     from harness.evaluate_checkpoint import evaluate_checkpoint, store_evaluation
+    from harness.plugins import load_plugins
 
+    load_plugins(plugin or [])
     rows = evaluate_checkpoint(checkpoint, task=task, preset=preset, overrides=_parse_sets(set_),
                                data_file=data, splits=split, seed=seed)
     store_evaluation(_open(db), rows)
@@ -198,12 +222,15 @@ def eval_(
 # -- sweeps ---------------------------------------------------------------------------
 
 def _run_sweep_file(path: Path, jobs: int, dry_run: bool, db: str | None, checkpoint_dir: str, quiet: bool,
-                    retry_failed: bool) -> None:
+                    retry_failed: bool, plugins: list[str] | None = None) -> None:
     from harness.config import expand_sweep, load_sweep, run_id
+    from harness.plugins import load_plugins
     from harness.sweep import run_sweep
     from harness.train import arch_label
 
     sweep = load_sweep(path)
+    load_plugins(sweep.plugins, base_dir=path.parent)  # sweep-file paths are relative to the file
+    load_plugins(plugins or [])
     configs = expand_sweep(sweep)
     if dry_run:
         for i, c in enumerate(configs, 1):
@@ -221,7 +248,7 @@ def _run_sweep_file(path: Path, jobs: int, dry_run: bool, db: str | None, checkp
         counts[k] = counts.get(k, 0) + 1
     out.print(", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
     lb = _leaderboard_frame(store, sweep=sweep.name)
-    print_frame(lb.table, "table", title=f"leaderboard: {sweep.name}")
+    print_board(lb.table, "table", title=f"leaderboard: {sweep.name}")
 
 
 JOBS = typer.Option(1, "--jobs", "-j", min=1, help="runs at a time (local process pool)")
@@ -232,20 +259,21 @@ RETRY = typer.Option(False, "--retry-failed", help="redo runs that failed or div
 @app.command()
 @handles_errors
 def sweep(file: Path = typer.Argument(..., help="sweep YAML (base + grid)"), jobs: int = JOBS, dry_run: bool = DRY,
-          db: Optional[str] = DB, checkpoint_dir: str = CKPT, quiet: bool = QUIET, retry_failed: bool = RETRY) -> None:
+          db: Optional[str] = DB, checkpoint_dir: str = CKPT, quiet: bool = QUIET, retry_failed: bool = RETRY,
+          plugin: Optional[list[str]] = PLUGIN) -> None:
     """Run a sweep file's grid; finished runs are skipped, killed ones redone."""
-    _run_sweep_file(file, jobs, dry_run, db, checkpoint_dir, quiet, retry_failed)
+    _run_sweep_file(file, jobs, dry_run, db, checkpoint_dir, quiet, retry_failed, plugin)
 
 
 @app.command()
 @handles_errors
 def suite(name: str = typer.Argument("quick", help="built-in suite (quick, ...)"), jobs: int = JOBS,
           dry_run: bool = DRY, db: Optional[str] = DB, checkpoint_dir: str = CKPT, quiet: bool = QUIET,
-          retry_failed: bool = RETRY) -> None:
+          retry_failed: bool = RETRY, plugin: Optional[list[str]] = PLUGIN) -> None:
     """Run a built-in sweep shipped with archbench (`quick` runs on a laptop CPU in minutes)."""
     from harness.config import suite_path
 
-    _run_sweep_file(suite_path(name), jobs, dry_run, db, checkpoint_dir, quiet, retry_failed)
+    _run_sweep_file(suite_path(name), jobs, dry_run, db, checkpoint_dir, quiet, retry_failed, plugin)
 
 
 # -- reading the store ----------------------------------------------------------------
@@ -263,7 +291,10 @@ def leaderboard(fmt: str = FORMAT, db: Optional[str] = DB,
     if lb.table.empty and fmt == "table":
         out.print("no finished runs yet; run `archbench suite quick` to make some")
         return
-    print_frame(lb.settings if settings else lb.table, fmt, title="archbench leaderboard")
+    if settings:
+        print_frame(lb.settings, fmt, title="archbench leaderboard: per task setting")
+    else:
+        print_board(lb.table, fmt, title="archbench leaderboard")
 
 
 @app.command()
@@ -303,10 +334,13 @@ def db_upgrade(db: Optional[str] = DB) -> None:
 
 @app.command()
 @handles_errors
-def tasks(fmt: str = FORMAT) -> None:
+def tasks(fmt: str = FORMAT, plugin: Optional[list[str]] = PLUGIN) -> None:
     """List the registered tasks with their knobs and presets."""
     import pandas as pd
 
+    from harness.plugins import load_plugins
+
+    load_plugins(plugin or [])
     from tasks import get_task_class, task_names
 
     rows = []
@@ -323,10 +357,13 @@ def tasks(fmt: str = FORMAT) -> None:
 @handles_errors
 def archs(d_model: int = typer.Option(128, "--d-model"), n_layers: int = typer.Option(2, "--n-layers"),
           n_heads: int = typer.Option(4, "--n-heads"), vocab: int = typer.Option(8192, help="vocabulary size"),
-          fmt: str = FORMAT) -> None:
+          fmt: str = FORMAT, plugin: Optional[list[str]] = PLUGIN) -> None:
     """List the registered architectures with parameter counts at one size."""
     import pandas as pd
 
+    from harness.plugins import load_plugins
+
+    load_plugins(plugin or [])
     from models import LM, ArchConfig, mixer_names
     from models.registry import mixer_description
 

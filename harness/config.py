@@ -163,6 +163,10 @@ class SweepFile(_Strict):
         default_factory=list,
         description="extra partial configs, each crossed with the grid (e.g. one entry per task)",
     )
+    plugins: list[str] = Field(
+        default_factory=list,
+        description="modules or .py files (relative to the sweep file) that register mixers or tasks",
+    )
 
     @field_validator("grid")
     @classmethod

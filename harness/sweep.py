@@ -24,6 +24,9 @@ _worker_store: Store | None = None
 
 def _init_worker(url: str, threads: int) -> None:
     global _worker_store
+    from harness.plugins import load_plugins
+
+    load_plugins()  # the parent exported its plugins in ARCHBENCH_PLUGINS
     torch.set_num_threads(threads)
     _worker_store = Store(url)
 

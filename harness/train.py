@@ -205,6 +205,8 @@ def _train(cfg: RunConfig, rid: str, store: Store, device: torch.device, ckpt_di
         splits = {task.val_split: val}
         if "train" in eval_data:
             splits["train"] = eval_data["train"]
+        for extra in task.curve_splits:  # reported only: the val split alone chooses and stops
+            splits[extra] = eval_data[extra]
         rows = []
         for split, data in splits.items():
             for name, value in score(model, task, data, split, device,

@@ -92,6 +92,11 @@ class Task:
     """The headline metric, ranked on the leaderboard (higher is better)."""
     val_split: ClassVar[str] = "val"
     test_split: ClassVar[str] = "test"
+    eval_train: ClassVar[bool] = False
+    """Also score the train split at every evaluation step (for fit curves)."""
+    curve_splits: ClassVar[tuple[str, ...]] = ()
+    """Splits besides ``val_split`` scored at every evaluation step (stored as curves);
+    never used to choose anything, only to report (e.g. grokking's test curve)."""
 
     def __init__(self, config: TaskConfig) -> None:
         if not isinstance(config, self.Config):

@@ -88,6 +88,8 @@ class ModularAddition(Task):
     knob: ClassVar[str] = "train_fraction"
     eval_train: ClassVar[bool] = True
     """The harness evaluates the train split too (steps_to_fit needs train accuracy)."""
+    curve_splits: ClassVar[tuple[str, ...]] = ("test",)
+    """The test curve is the grokking curve (steps_to_grok reads it)."""
     finite: ClassVar[bool] = True
     """Each split is a fixed set: ``generate`` cannot return more than ``split_size`` rows."""
     presets = {

@@ -95,3 +95,25 @@ def test_shipped_suites_expand():
 
     runs = expand_sweep(load_sweep(suite_path("quick")))
     assert len(runs) >= 6 and len({r.arch.name for r in runs}) >= 3
+
+
+@pytest.mark.parametrize("name", ["quick", "grokking", "induction-1layer", "flipflop-path"])
+def test_builtin_suites_expand(name):
+    from harness.config import expand_sweep, load_sweep, suite_path
+
+    runs = expand_sweep(load_sweep(suite_path(name)))
+    assert runs and len({run_id(c) for c in runs}) == len(runs)
+
+
+def test_quick_suite_covers_every_arch_and_probe_at_one_size():
+    from harness.config import expand_sweep, load_sweep, suite_path
+    from models import mixer_names
+    from tasks import task_names
+
+    runs = expand_sweep(load_sweep(suite_path("quick")))
+    builtin_archs = {"transformer", "nope", "sliding", "fox", "path", "path-fox", "momentum", "linear", "deltanet"}
+    builtin_tasks = {"mqar", "flipflop", "needle", "multiplication", "modular_addition", "state_tracking", "induction"}
+    assert builtin_archs <= set(mixer_names()) and builtin_tasks <= set(task_names())
+    assert {c.arch.name for c in runs} == builtin_archs
+    assert {c.task.name for c in runs} == builtin_tasks
+    assert len({c.arch.size_label for c in runs}) == 1  # one leaderboard row per architecture
