@@ -59,8 +59,11 @@ def test_options_are_validated():
     assert ArchConfig(name="sliding").resolved().options["window"] == 32
 
 
-def test_selected_positions_match_full_logits():
-    m = LM(ArchConfig(d_model=32, n_heads=2), 40).eval()
+@pytest.mark.parametrize("name, mlp, n_layers", [("transformer", "swiglu", 2), ("path", "hourglass", 1),
+                                                 ("deltanet", "relu", 3), ("fox", "none", 1)])
+def test_selected_positions_match_full_logits(name, mlp, n_layers):
+    # the last block runs its MLP only at the selected positions: the logits must not change
+    m = LM(ArchConfig(name=name, mlp=mlp, n_layers=n_layers, d_model=32, n_heads=2), 40).eval()
     x = torch.randint(0, 40, (3, 17))
     pos = torch.rand(3, 17) > 0.6
     with torch.no_grad():
