@@ -21,12 +21,12 @@ Plain ``tl.dot`` (sm80/sm90), one fixed config, so it runs under ``TRITON_INTERP
 
 from __future__ import annotations
 
-
 import torch
 import triton
 import triton.language as tl
 
 from kernels.deltanet.fast import deltanet_prep
+from kernels.triton_utils import on_device
 
 
 @triton.jit
@@ -103,6 +103,7 @@ def _delta_bwd_kernel(qw, u, kc, qk, do, hbuf, dqw, du, dkc, dqk,
             - tl.dot(tl.trans(wn), ddn, input_precision=PREC)
 
 
+
 def _pow2(x: int) -> int:
     return max(16, triton.next_power_of_2(x))
 
@@ -126,9 +127,10 @@ class _DeltaCoreTriton(torch.autograd.Function):
         store_h = any(ctx.needs_input_grad)
         hbuf = torch.empty(bh, n, dk, dv, device=qw.device, dtype=torch.float32) if store_h else qw
         bv = _pow2(dv) if store_h else min(64, _pow2(dv))
-        _delta_fwd_kernel[(bh, triton.cdiv(dv, bv))](qw, u, kc, qk, out, hbuf, n, dk, dv,
-                                                     C=chunk, BK=_pow2(dk), BV=bv,
-                                                     STORE_H=store_h, PREC=prec, num_warps=4)
+        with on_device(qw):
+            _delta_fwd_kernel[(bh, triton.cdiv(dv, bv))](qw, u, kc, qk, out, hbuf, n, dk, dv,
+                                                         C=chunk, BK=_pow2(dk), BV=bv,
+                                                         STORE_H=store_h, PREC=prec, num_warps=4)
         ctx.save_for_backward(qw, u, kc, qk, hbuf if store_h else None)
         ctx.prec = prec
         return out
@@ -141,9 +143,10 @@ class _DeltaCoreTriton(torch.autograd.Function):
         dv = u.shape[-1]
         d_out = d_out.contiguous().float()
         d_qw, d_u, d_kc, d_qk = (torch.empty_like(x) for x in (qw, u, kc, qk))
-        _delta_bwd_kernel[(bh,)](qw, u, kc, qk, d_out, hbuf, d_qw, d_u, d_kc, d_qk, n, dk, dv,
-                                 C=chunk, BK=_pow2(dk), BV=_pow2(dv), PREC=ctx.prec,
-                                 num_warps=4)
+        with on_device(qw):
+            _delta_bwd_kernel[(bh,)](qw, u, kc, qk, d_out, hbuf, d_qw, d_u, d_kc, d_qk, n, dk, dv,
+                                     C=chunk, BK=_pow2(dk), BV=_pow2(dv), PREC=ctx.prec,
+                                     num_warps=4)
         return d_qw, d_u, d_kc, d_qk, None
 
 

@@ -29,6 +29,9 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.triton_utils import interpreting, on_device
+
+
 LOG2E = 1.4426950408889634
 
 
@@ -282,8 +285,6 @@ def _fox_bwd_dq_kernel(Q, K, V, HI, LO, DO, LSE, DELTA, DQ,
 
 
 # --------------------------------------------------------------------------- host side
-def _interpreting() -> bool:
-    return triton.knobs.runtime.interpret
 
 
 def _configs(d_pad: int, dtype: torch.dtype):
@@ -292,7 +293,7 @@ def _configs(d_pad: int, dtype: torch.dtype):
     Constraints: forward and dq need BLOCK_M % BLOCK_N == 0, dk/dv needs
     BLOCK_N % BLOCK_M == 0.  Sizes keep shared memory under the sm80 limit (164 KiB).
     """
-    if _interpreting():  # small tiles, so tests see several blocks and ragged edges
+    if interpreting():  # small tiles, so tests see several blocks and ragged edges
         return (16, 16, 1, 1), (16, 32, 1, 1), (32, 16, 1, 1)
     wide = dtype == torch.float32 or d_pad > 128
     if not wide and d_pad <= 64:
@@ -331,16 +332,17 @@ class _FoxTriton(torch.autograd.Function):
         o = torch.empty_like(q)
         lse = torch.empty(b * h, t, device=q.device, dtype=torch.float32)
         grid = (triton.cdiv(t, bm), b * h)
-        _fox_fwd_kernel[grid](
-            q, k, v, hi, lo, o, lse,
-            q.stride(0), q.stride(1), q.stride(2),
-            k.stride(0), k.stride(1), k.stride(2),
-            v.stride(0), v.stride(1), v.stride(2),
-            o.stride(0), o.stride(1), o.stride(2),
-            hi.stride(0), hi.stride(1), hi.stride(2),
-            h, t, d, scale * LOG2E,
-            HAS_GATE=has_gate, BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=d_pad, PRECISION=precision,
-            num_warps=nw, num_stages=ns)
+        with on_device(q):
+            _fox_fwd_kernel[grid](
+                q, k, v, hi, lo, o, lse,
+                q.stride(0), q.stride(1), q.stride(2),
+                k.stride(0), k.stride(1), k.stride(2),
+                v.stride(0), v.stride(1), v.stride(2),
+                o.stride(0), o.stride(1), o.stride(2),
+                hi.stride(0), hi.stride(1), hi.stride(2),
+                h, t, d, scale * LOG2E,
+                HAS_GATE=has_gate, BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=d_pad, PRECISION=precision,
+                num_warps=nw, num_stages=ns)
         ctx.save_for_backward(q, k, v, o, lse, hi, lo)
         ctx.scale, ctx.has_gate, ctx.d_pad, ctx.precision = scale, has_gate, d_pad, precision
         ctx.log_f_dtype = log_f.dtype if has_gate else None
@@ -360,14 +362,15 @@ class _FoxTriton(torch.autograd.Function):
                    k.stride(0), k.stride(1), k.stride(2),
                    do.stride(0), do.stride(1), do.stride(2),
                    hi.stride(0), hi.stride(1), hi.stride(2))
-        _fox_bwd_dkdv_kernel[(triton.cdiv(t, bn1), b * h)](
-            q, k, v, hi, lo, do, lse, delta, dk, dv, dc, *strides,
-            h, t, d, ctx.scale * LOG2E, ctx.scale,
-            BLOCK_M=bm1, BLOCK_N=bn1, num_warps=nw1, num_stages=ns1, **common)
-        _fox_bwd_dq_kernel[(triton.cdiv(t, bm2), b * h)](
-            q, k, v, hi, lo, do, lse, delta, dq, *strides,
-            h, t, d, ctx.scale * LOG2E, ctx.scale,
-            BLOCK_M=bm2, BLOCK_N=bn2, num_warps=nw2, num_stages=ns2, **common)
+        with on_device(q):
+            _fox_bwd_dkdv_kernel[(triton.cdiv(t, bn1), b * h)](
+                q, k, v, hi, lo, do, lse, delta, dk, dv, dc, *strides,
+                h, t, d, ctx.scale * LOG2E, ctx.scale,
+                BLOCK_M=bm1, BLOCK_N=bn1, num_warps=nw1, num_stages=ns1, **common)
+            _fox_bwd_dq_kernel[(triton.cdiv(t, bm2), b * h)](
+                q, k, v, hi, lo, do, lse, delta, dq, *strides,
+                h, t, d, ctx.scale * LOG2E, ctx.scale,
+                BLOCK_M=bm2, BLOCK_N=bn2, num_warps=nw2, num_stages=ns2, **common)
         dlog_f = None
         if ctx.has_gate and ctx.needs_input_grad[3]:
             # c_m = sum_{s<=m} log_f_s  =>  dlog_f_s = sum_{m>=s} dc_m

@@ -25,6 +25,9 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.triton_utils import on_device
+
+
 
 @triton.jit
 def _phi(x):
@@ -170,6 +173,7 @@ def _la_bwd_dkdv_kernel(Q, K, V, DN, DR, DK, DV_, stride_b, stride_t, stride_h,
         w += tl.sum(qs * dr[:, None], 0)
 
 
+
 def _block(chunk_size: int) -> int:
     return int(min(64, max(16, triton.next_power_of_2(int(chunk_size)))))
 
@@ -185,10 +189,11 @@ class _LinearAttentionTriton(torch.autograd.Function):
         bc, bd, be = _block(chunk_size), max(16, triton.next_power_of_2(d)), max(16, triton.next_power_of_2(dv))
         precision = "tf32x3" if q.dtype == torch.float32 else "tf32"
         nw = 4 if bd * be < 64 * 64 else 8  # the fp32 [D, Dv] state lives in registers
-        _la_fwd_kernel[(b * h,)](q, k, v, o, r, q.stride(0), q.stride(1), q.stride(2),
-                                 v.stride(0), v.stride(1), v.stride(2), h, t, d, dv, scale, eps,
-                                 BLOCK_C=bc, BLOCK_D=bd, BLOCK_DV=be, PRECISION=precision,
-                                 num_warps=nw, num_stages=1)
+        with on_device(q):
+            _la_fwd_kernel[(b * h,)](q, k, v, o, r, q.stride(0), q.stride(1), q.stride(2),
+                                     v.stride(0), v.stride(1), v.stride(2), h, t, d, dv, scale,
+                                     eps, BLOCK_C=bc, BLOCK_D=bd, BLOCK_DV=be, PRECISION=precision,
+                                     num_warps=nw, num_stages=1)
         ctx.save_for_backward(q, k, v, o, r)
         ctx.cfg = (scale, bc, bd, be, precision, nw)
         return o
@@ -208,8 +213,10 @@ class _LinearAttentionTriton(torch.autograd.Function):
         strides = (q.stride(0), q.stride(1), q.stride(2), v.stride(0), v.stride(1), v.stride(2))
         meta = dict(BLOCK_C=bc, BLOCK_D=bd, BLOCK_DV=be, PRECISION=precision, num_warps=nw,
                     num_stages=1)
-        _la_bwd_dq_kernel[(b * h,)](q, k, v, dn, dr, dq, *strides, h, t, d, dv_, scale, **meta)
-        _la_bwd_dkdv_kernel[(b * h,)](q, k, v, dn, dr, dk, dv, *strides, h, t, d, dv_, scale, **meta)
+        with on_device(q):
+            _la_bwd_dq_kernel[(b * h,)](q, k, v, dn, dr, dq, *strides, h, t, d, dv_, scale, **meta)
+            _la_bwd_dkdv_kernel[(b * h,)](q, k, v, dn, dr, dk, dv, *strides, h, t, d, dv_, scale,
+                                          **meta)
         return dq, dk, dv, None, None, None
 
 

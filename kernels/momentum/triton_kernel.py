@@ -19,9 +19,9 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.momentum.fast import gamma_as_tensor
 from kernels.rope import rope_angles
 from kernels.softmax_attention import softmax_attention
+from kernels.triton_utils import interpreting, on_device
 
 
 @triton.jit
@@ -101,10 +101,38 @@ def _shear_rope_bwd_kernel(X, G, COS, SIN, DY, DX, DG, stride_xb, stride_xt, str
     tl.store(DG + (b * T + offs_t) * H + h, dg, mask=tmask)
 
 
-def _launch_cfg(t: int, half: int) -> tuple[int, int, tuple[int, int]]:
+
+
+def _launch_cfg(t: int, half: int) -> tuple[int, int, int, tuple[int]]:
+    """(BLOCK_T, BLOCK_HALF, num_warps, time grid): tiles of about 2048 elements per half
+    (each thread of 4 warps then holds ~16 per live tile; larger tiles spill registers at
+    head_dim 128).  Under the interpreter the time block is 16, so that small tests cross
+    block boundaries (x_{t-1} and dz_{t+1} are read from the neighbouring block)."""
     block_half = max(1, triton.next_power_of_2(half))
-    block_t = max(1, min(triton.next_power_of_2(t), max(1, 4096 // block_half)))
-    return block_t, block_half, (triton.cdiv(t, block_t),)
+    cap = 16 if interpreting() else max(1, 2048 // block_half)
+    block_t = max(1, min(triton.next_power_of_2(t), cap))
+    return block_t, block_half, 4, (triton.cdiv(t, block_t),)
+
+
+def _gamma_bth(gamma, x: torch.Tensor) -> torch.Tensor:
+    """gamma (float, 0-d, ``[H]`` or ``[B, T, H]``) as an fp32 ``[B, T, H]`` view (expanded,
+    so zero strides where it is broadcast; autograd sums its gradient back to gamma's shape).
+
+    fp32 whatever x's dtype: the kernel computes in fp32, and rounding a learnable gamma
+    (and its gradient, before the broadcast sum) to bf16 would cost ~3 significant digits.
+    """
+    b, t, h, _ = x.shape
+    if not isinstance(gamma, torch.Tensor):
+        return torch.full((1, 1, 1), float(gamma), device=x.device, dtype=torch.float32).expand(b, t, h)
+    g = gamma.to(device=x.device, dtype=torch.float32)
+    if g.dim() == 0:
+        g = g.reshape(1, 1, 1)
+    elif g.dim() == 1 and g.shape[0] == h:
+        g = g.view(1, 1, h)
+    elif not (g.dim() == 3 and g.shape == x.shape[:3]):
+        raise ValueError(f"momentum gamma must be a float, a 0-d tensor, [heads]={h} or "
+                         f"[batch, time, heads]={tuple(x.shape[:3])}; got shape {tuple(g.shape)}")
+    return g.expand(b, t, h)
 
 
 class _ShearRope(torch.autograd.Function):
@@ -112,15 +140,15 @@ class _ShearRope(torch.autograd.Function):
     def forward(ctx, x, g_full, cos, sin):
         b, t, h, d = x.shape
         x = x.contiguous()
-        g32 = g_full.float()
+        g32 = g_full  # fp32 [B, T, H], possibly with zero strides
         y = torch.empty_like(x)
-        block_t, block_half, grid_t = _launch_cfg(t, d // 2)
-        _shear_rope_fwd_kernel[grid_t + (b * h,)](
-            x, g32, cos, sin, y, x.stride(0), x.stride(1), x.stride(2),
-            g32.stride(0), g32.stride(1), g32.stride(2), h, t, d // 2,
-            BLOCK_T=block_t, BLOCK_HALF=block_half)
+        block_t, block_half, nw, grid_t = _launch_cfg(t, d // 2)
+        with on_device(x):
+            _shear_rope_fwd_kernel[grid_t + (b * h,)](
+                x, g32, cos, sin, y, x.stride(0), x.stride(1), x.stride(2),
+                g32.stride(0), g32.stride(1), g32.stride(2), h, t, d // 2,
+                BLOCK_T=block_t, BLOCK_HALF=block_half, num_warps=nw)
         ctx.save_for_backward(x, g32, cos, sin)
-        ctx.g_dtype = g_full.dtype
         return y
 
     @staticmethod
@@ -132,12 +160,13 @@ class _ShearRope(torch.autograd.Function):
             dy = torch.empty_like(x).copy_(dy)
         dx = torch.empty_like(x)
         dg = torch.empty(b, t, h, device=x.device, dtype=torch.float32)
-        block_t, block_half, grid_t = _launch_cfg(t, d // 2)
-        _shear_rope_bwd_kernel[grid_t + (b * h,)](
-            x, g32, cos, sin, dy, dx, dg, x.stride(0), x.stride(1), x.stride(2),
-            g32.stride(0), g32.stride(1), g32.stride(2), h, t, d // 2,
-            BLOCK_T=block_t, BLOCK_HALF=block_half)
-        return dx, dg.to(ctx.g_dtype), None, None
+        block_t, block_half, nw, grid_t = _launch_cfg(t, d // 2)
+        with on_device(x):
+            _shear_rope_bwd_kernel[grid_t + (b * h,)](
+                x, g32, cos, sin, dy, dx, dg, x.stride(0), x.stride(1), x.stride(2),
+                g32.stride(0), g32.stride(1), g32.stride(2), h, t, d // 2,
+                BLOCK_T=block_t, BLOCK_HALF=block_half, num_warps=nw)
+        return dx, (dg if ctx.needs_input_grad[1] else None), None, None
 
 
 def shear_rope_triton(x: torch.Tensor, gamma, rope_base: float = 10000.0) -> torch.Tensor:
@@ -145,11 +174,7 @@ def shear_rope_triton(x: torch.Tensor, gamma, rope_base: float = 10000.0) -> tor
     b, t, h, d = x.shape
     if d % 2:
         raise ValueError(f"RoPE needs an even head_dim, got {d}")
-    g = gamma_as_tensor(gamma, x)
-    if not isinstance(g, torch.Tensor):
-        g = torch.tensor(g, device=x.device, dtype=torch.float32)
-    g_full = g.reshape(g.shape[:3]) if g.dim() == 4 else g
-    g_full = g_full.expand(b, t, h)
+    g_full = _gamma_bth(gamma, x)
     cos, sin = rope_angles(t, d, rope_base, device=x.device, dtype=torch.float32)
     return _ShearRope.apply(x, g_full, cos.contiguous(), sin.contiguous())
 

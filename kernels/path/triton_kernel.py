@@ -42,6 +42,7 @@ import triton
 import triton.language as tl
 
 from kernels.path.fast import from_chunks, path_prep, to_chunks
+from kernels.triton_utils import on_device
 
 
 @triton.jit
@@ -170,6 +171,7 @@ def _path_bwd_kernel(kh, pm, sd, v, c, do, lse, delta, gbuf,
         tl.atomic_add(dc + (chunk0 + a) * C + rc, dc_row, sem="relaxed")
 
 
+
 def _pow2(x: int) -> int:
     return max(16, triton.next_power_of_2(x))
 
@@ -195,9 +197,10 @@ class _PathCoreTriton(torch.autograd.Function):
         store_g = any(ctx.needs_input_grad) and n > 1
         gbuf = (torch.empty(bh, n * (n - 1) // 2, chunk, d, device=qh.device, dtype=torch.float32)
                 if store_g else qh)
-        _path_fwd_kernel[(n, bh)](qh, kh, p_mat, s_diag, v, c_arg, out, lse, gbuf,
-                                  n, d, dv, C=chunk, BD=_pow2(d), BV=_pow2(dv),
-                                  HAS_GATE=has_gate, STORE_G=store_g, PREC=prec, num_warps=4)
+        with on_device(qh):
+            _path_fwd_kernel[(n, bh)](qh, kh, p_mat, s_diag, v, c_arg, out, lse, gbuf,
+                                      n, d, dv, C=chunk, BD=_pow2(d), BV=_pow2(dv),
+                                      HAS_GATE=has_gate, STORE_G=store_g, PREC=prec, num_warps=4)
         ctx.save_for_backward(kh, p_mat, s_diag, v, c, out, lse, gbuf if store_g else None)
         ctx.prec = prec
         return out
@@ -217,11 +220,12 @@ class _PathCoreTriton(torch.autograd.Function):
         d_v = torch.zeros_like(v)
         d_c = torch.zeros_like(c) if has_gate else None
         dummy = kh
-        _path_bwd_kernel[(n, bh)](kh, p_mat, s_diag, v, c if has_gate else dummy, d_out, lse,
-                                  delta, gbuf if gbuf is not None else dummy,
-                                  d_qh, d_kh, d_p, d_sd, d_v, d_c if has_gate else dummy,
-                                  n, d, dv, C=chunk, BD=_pow2(d), BV=_pow2(dv),
-                                  HAS_GATE=has_gate, PREC=ctx.prec, num_warps=4)
+        with on_device(kh):
+            _path_bwd_kernel[(n, bh)](kh, p_mat, s_diag, v, c if has_gate else dummy, d_out, lse,
+                                      delta, gbuf if gbuf is not None else dummy,
+                                      d_qh, d_kh, d_p, d_sd, d_v, d_c if has_gate else dummy,
+                                      n, d, dv, C=chunk, BD=_pow2(d), BV=_pow2(dv),
+                                      HAS_GATE=has_gate, PREC=ctx.prec, num_warps=4)
         return d_qh, d_kh, d_p, d_sd, d_v, d_c, None
 
 
