@@ -284,9 +284,19 @@ def leaderboard(fmt: str = FORMAT, db: Optional[str] = DB,
                 sweep: Optional[str] = typer.Option(None, help="only runs of this sweep"),
                 task: Optional[str] = typer.Option(None, help="only this task"),
                 size: Optional[str] = typer.Option(None, help="only this size, e.g. d64-L2-H2"),
-                settings: bool = typer.Option(False, "--settings", help="per task setting: chosen lr and scores")) -> None:
+                settings: bool = typer.Option(False, "--settings", help="per task setting: chosen lr and scores"),
+                kernels: bool = typer.Option(False, "--kernels", help="latest kernel benchmarks, not the ranking")) -> None:
     """Rank architectures: best lr on val, its test score, normalised against chance."""
     store = _open(db, readonly=True)
+    if kernels:
+        from harness.bench import latest_kernel_frame
+
+        kb = latest_kernel_frame(store)
+        if kb.empty and fmt == "table":
+            out.print("no kernel benchmarks yet; run `archbench bench`")
+        else:
+            print_frame(kb, fmt, title="kernel benchmarks (latest per op, impl, shape, device)")
+        return
     lb = _leaderboard_frame(store, sweep=sweep, task=task, size=size)
     if lb.table.empty and fmt == "table":
         out.print("no finished runs yet; run `archbench suite quick` to make some")
@@ -434,6 +444,98 @@ def dashboard(db: Optional[str] = DB, port: int = typer.Option(8501, help="port 
            "--browser.gatherUsageStats", "false", "--", "--db", url]
     out.print(f"archbench dashboard on http://{host}:{port} (reading {url}); Ctrl-C to stop")
     raise typer.Exit(subprocess.call(cmd, env={**os.environ, "ARCHBENCH_DB": url}))
+
+
+@app.command("bench")
+@handles_errors
+def bench_cmd(
+    ops: Optional[list[str]] = typer.Option(None, "--ops", help="ops, comma-separated or repeated (default: all): "
+                                            "softmax (sdpa), fox, path, path-fox, momentum, linear, deltanet"),
+    impls: Optional[list[str]] = typer.Option(None, "--impls", help="torch, triton, sdpa, flash, fla, reference "
+                                              "(default: all but reference that run on the device)"),
+    seq_lens: Optional[list[str]] = typer.Option(None, "--seq-lens", "-T", help="sequence lengths (default 256,1024)"),
+    shapes: Optional[list[str]] = typer.Option(None, "--shapes", help="explicit BxTxHxD shapes, e.g. 1x4096x8x64 "
+                                               "(instead of the batch x heads x head-dim x seq-lens grid)"),
+    batch: str = typer.Option("1", "--batch", "-B", help="batch sizes, comma-separated"),
+    heads: str = typer.Option("4", "--heads", "-H", help="head counts, comma-separated"),
+    head_dim: str = typer.Option("64", "--head-dim", "-D", help="head dims, comma-separated"),
+    causal: str = typer.Option("true", "--causal", help="true, false or both (only SDPA runs non-causal)"),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="float32, bfloat16, float16, comma-separated "
+                                        "(default: bfloat16 on GPU, float32 on CPU)"),
+    mode: str = typer.Option("fwd,fwd+bwd", "--mode", help="fwd, fwd+bwd, or both comma-separated"),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)"),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads (default: torch's)"),
+    rounds: int = typer.Option(3, "--rounds", min=1, help="interleaved rounds; each timing keeps its fastest"),
+    min_run_time: float = typer.Option(0.2, "--min-run-time", min=0.01, help="CPU seconds per timing"),
+    clock: str = typer.Option("wall", "--clock", help="CPU timing clock: wall, or cpu (thread CPU time; "
+                              "needs --threads 1; robust on a busy machine)"),
+    memory: bool = typer.Option(True, "--memory/--no-memory", help="measure peak memory of one call"),
+    fmt: str = typer.Option("table", "--format", "-f", help="table, json or csv (or markdown)"),
+    compare: Optional[Path] = typer.Option(None, "--compare", help="baseline JSON (or a directory of "
+                                           "<device-class>.json): exit 1 when a kernel got slower"),
+    max_slowdown: str = typer.Option("20%", "--max-slowdown", help="allowed growth of op time / SDPA time"),
+    save_baseline: Optional[Path] = typer.Option(None, "--save-baseline", help="write this run as the baseline "
+                                                 "for this device class (a file, or a directory)"),
+    db: Optional[str] = DB,
+    store_results: bool = typer.Option(True, "--store/--no-store", help="write rows to the store"),
+    quiet: bool = QUIET, plugin: Optional[list[str]] = PLUGIN,
+) -> None:
+    """Time kernels (fwd, fwd+bwd) against SDPA: ms, tokens/s, TFLOP/s, memory; gate on a baseline."""
+    import os
+
+    import torch
+
+    from harness import bench as kb
+    from harness.plugins import load_plugins
+
+    load_plugins(plugin or [])
+    if threads:
+        torch.set_num_threads(threads)
+    spec = kb.make_spec(ops=ops, impls=impls, seq_lens=seq_lens, shapes=shapes, batch=batch, heads=heads,
+                        head_dim=head_dim, causal=causal, dtype=dtype, mode=mode, device=device, rounds=rounds,
+                        memory=memory, slowdown=os.environ.get(kb.SLOWDOWN_ENV))
+    threshold = kb.parse_max_slowdown(max_slowdown)
+    dev_class = kb.device_class(spec.device)
+    gate = kb.load_baseline(compare, dev_class) if compare is not None else None
+    timer = kb.make_timer(spec.device, min_run_time, clock=clock)
+    store = _open(db) if store_results else None
+    if spec.slowdown:
+        err.print(f"[yellow]{kb.SLOWDOWN_ENV}[/]: planted slowdown {spec.slowdown}", highlight=False, soft_wrap=True)
+    with kb.progress_bar(err, disable=quiet) as progress:
+        results, skipped = kb.run_bench(spec, timer=timer, progress=progress)
+    if store is not None:
+        kb.store_results(store, results, spec.device)
+    print_frame(kb.results_frame(results, compact=fmt == "table"), fmt, title=kb.table_title(results, spec.device))
+    note = err if fmt in ("json", "csv") else out
+    for r in results:
+        if r.status != "ok":
+            note.print(f"[red]{r.status}[/] {r.label}: {r.error}", highlight=False, soft_wrap=True)
+    if skipped:
+        note.print("[dim]skipped: " + "; ".join(skipped) + "[/]", highlight=False, soft_wrap=True)
+    if save_baseline is not None:
+        path = kb.save_baseline(save_baseline, results, dev_class, command="archbench " + " ".join(sys.argv[1:]))
+        note.print(f"baseline for {dev_class} written to {path}", highlight=False, soft_wrap=True)
+    if gate is None:
+        return
+    entries, file, why = gate
+    if entries is None:
+        note.print(f"[yellow]note[/]: {why}", highlight=False, soft_wrap=True)
+        return
+    report = kb.run_gate(results, entries, threshold, remeasure=kb.remeasurer(spec, timer))
+    worst = report.worst
+    summary = (f"gate: {len(report.checked)} kernels vs {file} ({dev_class}), limit +{100 * threshold:.0f}%"
+               + (f"; worst {worst.label} at {worst.relative:.2f}x its baseline" if worst else ""))
+    if report.missing:
+        summary += f"; {len(report.missing)} without a baseline entry (not checked)"
+    if report.remeasured:
+        summary += f"; {len(report.remeasured)} measured twice"
+    if report.passed:
+        note.print(f"[green]pass[/] {summary}", highlight=False, soft_wrap=True)
+        return
+    err.print(f"[bold red]FAIL[/] {summary}", highlight=False, soft_wrap=True)
+    for f in report.failures:
+        err.print(f"[red]slower:[/] {f.message(threshold)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
 
 
 def main() -> None:

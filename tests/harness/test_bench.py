@@ -1,0 +1,511 @@
+"""`archbench bench` and the kernel regression gate.
+
+No test here reads a wall clock: kernels are fakes that add "work units" to a counter and
+a fake timer reports the units a call did as its time, so every timing is exact.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+
+import pytest
+import torch
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+import kernels.registry as reg
+from harness import bench as kb
+from harness import environment
+from harness.cli import app
+from harness.errors import UserError
+from harness.store import Environment, KernelBenchmark, Store
+from kernels.registry import KernelShape, register_kernel
+
+runner = CliRunner()
+H100 = "NVIDIA H100 80GB HBM3"
+
+
+class Clock:
+    units = 0.0
+
+
+def unit_kernel(cost: float):
+    """A kernel that does ``cost`` units of "work" per call."""
+
+    def fn(q, k, v, **_):
+        Clock.units += cost
+        return q + k + v
+
+    return fn
+
+
+def cpu_inputs(s: KernelShape) -> dict:
+    """Builds on the CPU whatever the device (the GPU tests mock CUDA)."""
+    g = torch.Generator().manual_seed(s.seed)
+    return {n: torch.randn(s.batch, s.seq_len, s.heads, s.head_dim, generator=g).to(s.dtype) for n in "qkv"}
+
+
+class FakeTimer:
+    """Reports the work units of one call, times ``scale`` (a uniformly slower machine)."""
+
+    kind = "cpu"
+
+    def __init__(self, scale: float = 1.0, memory: int | None = 4096):
+        self.scale, self.memory, self.timed = scale, memory, 0
+
+    def time(self, fn):
+        self.timed += 1
+        before = Clock.units
+        fn()
+        ms = (Clock.units - before) * self.scale
+        return kb.Timing(ms, 0.9 * ms, 1.1 * ms)
+
+    def peak_memory(self, fn, device):
+        return self.memory
+
+
+@pytest.fixture
+def fake_kernels(monkeypatch):
+    """A registry with SDPA (1 unit), fox (2 units) and path (5 units) fakes only."""
+    monkeypatch.setattr(reg, "_KERNELS", {})
+    monkeypatch.setattr(reg, "_loaded", {"builtins", "entry_points", "fla"})
+    devices = ("cpu", "cuda")
+    register_kernel("softmax", "sdpa", inputs=cpu_inputs, devices=devices, causal=(True, False))(unit_kernel(1))
+    register_kernel("fox", "torch", inputs=cpu_inputs, devices=devices)(unit_kernel(2))
+    register_kernel("path", "torch", inputs=cpu_inputs, devices=devices)(unit_kernel(5))
+    return reg
+
+
+def _spec(**kw):
+    base = dict(seq_lens="16,32", batch="1", heads="2", head_dim="8", mode="fwd,fwd+bwd", device="cpu", rounds=2)
+    base.update(kw)
+    return kb.make_spec(**base)
+
+
+# -- FLOPs ------------------------------------------------------------------------------------
+
+def test_attention_flops_follow_the_flashattention_convention():
+    # 4 * B * T^2 * H * D, halved when causal
+    assert kb.attention_flops(1, 256, 4, 64, causal=False) == 4 * 256 * 256 * 4 * 64 == 67_108_864
+    assert kb.attention_flops(1, 256, 4, 64, causal=True) == 33_554_432
+    assert kb.attention_flops(2, 1024, 8, 128, causal=True) == 2 * 1024 * 1024 * 2 * 8 * 128
+    assert kb.kernel_flops("softmax", 1, 256, 4, 64, True, "fwd") == 33_554_432
+    assert kb.kernel_flops("softmax", 1, 256, 4, 64, True, "fwd+bwd") == 33_554_432 * 3.5  # bwd = 2.5 x fwd
+    assert kb.kernel_flops("fox", 1, 256, 4, 64, True, "fwd") == 33_554_432
+
+
+def test_op_extra_flops_by_hand():
+    # momentum: shear (4 BTHD) + RoPE (6 BTHD) on top of attention
+    assert kb.forward_flops("momentum", 1, 256, 4, 64) == (33_554_432, 10 * 256 * 4 * 64)
+    # PaTH at B1 T256 H4 D64, c = 64, n = 4 chunks, BH = 4:
+    #   transport = BH * c * D^2 * (n-1)(n-2) = 4 * 64 * 4096 * 3 * 2
+    #   ut per chunk = 8c^2D + c^3 + 2c^2(c+D) + 2c(c+D)^2 = 2097152 + 262144 + 1048576 + 2097152
+    transport = 4 * 64 * 4096 * 6
+    ut = 4 * 4 * (2_097_152 + 262_144 + 1_048_576 + 2_097_152)
+    assert transport == 6_291_456 and ut == 88_080_384
+    assert kb.forward_flops("path", 1, 256, 4, 64) == (33_554_432, transport + ut)
+    assert kb.forward_flops("path-fox", 1, 256, 4, 64) == kb.forward_flops("path", 1, 256, 4, 64)
+    # fwd+bwd: attention x 3.5, the rest x 3
+    assert kb.kernel_flops("path", 1, 256, 4, 64, True, "fwd+bwd") == 33_554_432 * 3.5 + (transport + ut) * 3
+    # a single chunk has no transport
+    assert kb.forward_flops("path", 1, 64, 1, 64)[1] == 5_505_024
+    # linear: per chunk 2c^2D + 2c^2(D+1) + 4cD(D+1) = 524288 + 532480 + 1064960
+    assert kb.forward_flops("linear", 1, 256, 4, 64) == (0.0, 16 * 2_121_728)
+    # deltanet: per chunk 10c^2D + c^3 + 6cD^2 = 2621440 + 262144 + 1572864
+    assert kb.forward_flops("deltanet", 1, 256, 4, 64) == (0.0, 16 * 4_456_448)
+    assert kb.kernel_flops("deltanet", 1, 256, 4, 64, True, "fwd+bwd") == 16 * 4_456_448 * 3
+    assert kb.forward_flops("nosuch", 1, 256, 4, 64) is None
+
+
+def test_plugin_ops_bring_their_own_flops(fake_kernels):
+    register_kernel("mine", "torch", inputs=cpu_inputs, flops=lambda s: 1e6 * s.seq_len)(unit_kernel(1))
+    e = reg.get_kernel("mine", "torch")
+    assert kb.kernel_flops("mine", 1, 10, 1, 8, True, "fwd", entry=e) == 1e7
+    assert kb.kernel_flops("mine", 1, 10, 1, 8, True, "fwd+bwd", entry=e) == 3.5e7
+    assert kb.kernel_flops("mine", 1, 10, 1, 8, True, "fwd") is None
+
+
+def test_tokens_and_tflops_from_the_median(fake_kernels):
+    spec = _spec(ops="fox", seq_lens="32", mode="fwd")
+    results, _ = kb.run_bench(spec, timer=FakeTimer(scale=0.5))  # fox: 2 units -> 1 ms
+    fox = next(r for r in results if r.op == "fox")
+    assert fox.median_ms == 1.0 and fox.p20_ms == 0.9 and fox.p80_ms == 1.1
+    assert fox.tokens_per_s == pytest.approx(1 * 32 / 1e-3)
+    assert fox.flops == kb.attention_flops(1, 32, 2, 8)
+    assert fox.tflops == pytest.approx(fox.flops / 1e-3 / 1e12)
+    assert fox.peak_fraction is None  # CPU: peak unknown
+    assert fox.ratio == 2.0 and fox.sdpa_ms == 0.5
+
+
+# -- GPU path, mocked ---------------------------------------------------------------------------
+
+def test_peak_table():
+    assert kb.peak_tflops(H100, torch.bfloat16) == 989
+    assert kb.peak_tflops("NVIDIA H200", "bfloat16") == 989
+    assert kb.peak_tflops("NVIDIA A100-SXM4-80GB", torch.float16) == 312
+    assert kb.peak_tflops("NVIDIA A100 80GB PCIe", torch.bfloat16) == 312
+    assert kb.peak_tflops("NVIDIA H100 PCIe", torch.bfloat16) == 756
+    assert kb.peak_tflops("NVIDIA GeForce RTX 4090", torch.bfloat16) is None
+    assert kb.peak_tflops(H100, torch.float32) is None  # tensor-core peak is for half precision
+    assert kb.peak_tflops(None, torch.bfloat16) is None
+
+
+def test_defaults_bf16_on_gpu_fp32_on_cpu():
+    assert kb.default_dtype("cuda") == torch.bfloat16 and kb.default_dtype("cpu") == torch.float32
+    assert kb.parse_dtypes(None, "cuda") == [torch.bfloat16]
+    assert kb.parse_dtypes(None, "cpu") == [torch.float32]
+    assert kb.parse_dtypes("bf16,float32", "cpu") == [torch.bfloat16, torch.float32]
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch):
+    """CUDA "available": an H100 whose allocator stats are scripted; do_bench mocked."""
+    calls = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: H100)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: calls.append("sync"))
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda *a: None)
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda *a: calls.append("reset"))
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda *a: 1000)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda *a: 1000 + 2 ** 20)
+
+    def do_bench(fn, warmup=25, rep=100, grad_to_none=None, quantiles=None, return_mode="mean"):
+        calls.append(("do_bench", quantiles))
+        before = Clock.units
+        fn()
+        ms = Clock.units - before
+        return [ms, 0.8 * ms, 1.2 * ms]
+
+    testing = types.ModuleType("triton.testing")
+    testing.do_bench = do_bench
+    triton = types.ModuleType("triton")
+    triton.testing = testing
+    monkeypatch.setitem(sys.modules, "triton", triton)
+    monkeypatch.setitem(sys.modules, "triton.testing", testing)
+    return calls
+
+
+def test_cuda_timer_uses_do_bench_and_allocator_stats(fake_cuda):
+    t = kb.CudaTimer()
+    kernel = unit_kernel(3)
+    timing = t.time(lambda: kernel(*[torch.zeros(1)] * 3))
+    assert timing.median_ms == 3.0 and timing.p20_ms == pytest.approx(2.4) and timing.p80_ms == pytest.approx(3.6)
+    assert ("do_bench", [0.5, 0.2, 0.8]) in fake_cuda
+    assert t.peak_memory(lambda: None, "cuda") == 2 ** 20  # max allocated - allocated before
+    assert "reset" in fake_cuda
+
+
+def test_gpu_grid_end_to_end_mocked(fake_kernels, fake_cuda, tmp_path):
+    spec = kb.make_spec(ops="fox", seq_lens="64", batch="1", heads="2", head_dim="8", mode="fwd")  # device: cuda
+    assert spec.device == "cuda" and spec.dtypes == [torch.bfloat16]
+    assert kb.device_class("cuda") == "cuda-nvidia-h100-80gb-hbm3"
+    timer = kb.make_timer(spec.device)
+    assert isinstance(timer, kb.CudaTimer)
+    results, _ = kb.run_bench(spec, timer=timer)
+    fox = next(r for r in results if r.op == "fox")
+    assert fox.dtype == "bfloat16" and fox.device_name == H100
+    assert fox.median_ms == 2.0 and fox.p20_ms == 1.6 and fox.p80_ms == 2.4
+    assert fox.peak_mem_bytes == 2 ** 20
+    assert fox.peak_fraction == pytest.approx(fox.tflops / 989)
+    assert sum(1 for c in fake_cuda if c == "reset") == 2  # memory of sdpa and fox
+    assert "peak 989 TFLOP/s" in kb.table_title(results, "cuda")
+
+
+# -- the grid -----------------------------------------------------------------------------------
+
+def test_sdpa_is_timed_interleaved_at_every_grid_point(fake_kernels):
+    spec = _spec()
+    timer = FakeTimer()
+    results, skipped = kb.run_bench(spec, timer=timer)
+    assert skipped == []
+    assert len(results) == 2 * 2 * 3  # T x mode x (sdpa, fox, path)
+    # each round times SDPA right before every other entry
+    assert timer.timed == 2 * sum(1 for r in results if r.op != "softmax") * spec.rounds
+    for r in results:
+        assert r.status == "ok" and r.sdpa_ms == 1.0
+        assert r.ratio == {"softmax": 1, "fox": 2, "path": 5}[r.op]
+        assert r.peak_mem_bytes == 4096
+
+
+def test_errors_and_ooms_are_rows_and_the_grid_goes_on(fake_kernels):
+    def boom(q, k, v):
+        raise RuntimeError("boom")
+
+    def oom(q, k, v):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 80.00 GiB")
+
+    calls = {"n": 0}
+
+    def flaky(q, k, v):  # fine while warming up, fails while being timed
+        calls["n"] += 1
+        if calls["n"] >= 2:
+            raise ValueError("flaky")
+        return q
+
+    register_kernel("boom", "torch", inputs=cpu_inputs)(boom)
+    register_kernel("oom", "torch", inputs=cpu_inputs)(oom)
+    register_kernel("flaky", "torch", inputs=cpu_inputs)(flaky)
+    results, _ = kb.run_bench(_spec(mode="fwd"), timer=FakeTimer())
+    by = {(r.op, r.seq_len): r for r in results}
+    assert by[("boom", 16)].status == "error" and "boom" in by[("boom", 16)].error
+    assert by[("oom", 16)].status == "oom" and "out of memory" in by[("oom", 16)].error
+    assert by[("flaky", 16)].status == "error" and "flaky" in by[("flaky", 16)].error
+    assert by[("boom", 16)].median_ms is None and by[("boom", 16)].ratio is None
+    assert by[("fox", 16)].status == "ok" and by[("fox", 32)].status == "ok"  # the grid went on
+    assert by[("boom", 32)].status == "error"
+
+
+def test_unsupported_points_are_skipped_with_why(fake_kernels):
+    register_kernel("short", "torch", inputs=cpu_inputs, max_seq_len=16)(unit_kernel(1))
+    register_kernel("gpu", "triton", inputs=cpu_inputs, devices=("cuda",))(unit_kernel(1))
+    spec = _spec(causal="both", mode="fwd")
+    assert any("gpu/triton: needs CUDA" in s for s in spec.skipped) or torch.cuda.is_available()
+    results, skipped = kb.run_bench(spec, timer=FakeTimer())
+    assert any(s.startswith("short/torch: T <= 16") for s in skipped)
+    assert any(s.startswith("fox/torch: causal only") for s in skipped)
+    assert {(r.op, r.seq_len, r.causal) for r in results if r.op == "short"} == {("short", 16, True)}
+    assert {r.causal for r in results if r.op == "softmax"} == {True, False}
+
+
+@pytest.mark.parametrize("kw, needle", [
+    (dict(mode="backward"), "unknown --mode 'backward'"),
+    (dict(ops="nosuch"), "unknown op 'nosuch'"),
+    (dict(impls="cuda-magic"), "unknown implementation"),
+    (dict(seq_lens="abc"), "--seq-lens takes whole numbers"),
+    (dict(dtype="int8"), "unknown --dtype"),
+    (dict(causal="maybe"), "--causal takes"),
+    (dict(shapes="1x2x3"), "--shapes takes BxTxHxD"),
+    (dict(device="tpu"), "unknown --device"),
+])
+def test_bad_options_are_user_errors(fake_kernels, kw, needle):
+    with pytest.raises(UserError, match=needle.replace("(", r"\(").replace("+", r"\+")):
+        _spec(**kw)
+
+
+def test_slowdown_env_parsing():
+    assert kb.parse_slowdown("fox=2, path=3") == {"fox": 2, "path": 3}
+    assert kb.parse_slowdown("") == {} and kb.parse_slowdown(None) == {}
+    for bad in ("fox", "fox=0", "fox=1.5", "=2"):
+        with pytest.raises(UserError, match="ARCHBENCH_SLOWDOWN"):
+            kb.parse_slowdown(bad)
+
+
+def test_planted_slowdown_repeats_the_op_not_the_baseline(fake_kernels):
+    results, _ = kb.run_bench(_spec(slowdown="fox=3,softmax=5"), timer=FakeTimer())
+    for r in results:
+        assert r.sdpa_ms == 1.0
+        if r.op == "fox":
+            assert r.median_ms == 6.0 and r.ratio == 6.0
+
+
+# -- the gate -----------------------------------------------------------------------------------
+
+def _result(op, median, sdpa, impl="torch", t=256, status="ok"):
+    r = kb.BenchResult(op=op, impl=impl, mode="fwd+bwd", dtype="float32", batch=1, seq_len=t, heads=4, head_dim=64,
+                       status=status, median_ms=median if status == "ok" else None, sdpa_ms=sdpa)
+    if status != "ok":
+        r.error = "RuntimeError: broke"
+    return r
+
+
+def _run(scale=1.0, fox=2.0, path=5.0):
+    return [_result("softmax", 1.0 * scale, 1.0 * scale, impl="sdpa"), _result("fox", fox * scale, 1.0 * scale),
+            _result("path", path * scale, 1.0 * scale)]
+
+
+BASE = {"fox/torch/fwd+bwd/float32/B1-T256-H4-D64/causal": {"ratio": 2.0},
+        "path/torch/fwd+bwd/float32/B1-T256-H4-D64/causal": {"ratio": 5.0}}
+
+
+def test_gate_passes_unchanged_and_fails_a_2x_slowdown_naming_it():
+    ok = kb.run_gate(_run(), BASE, 0.2)
+    assert ok.passed and len(ok.checked) == 2 and ok.worst.relative == 1.0
+    slow = kb.run_gate(_run(fox=4.0), BASE, 0.2)
+    assert not slow.passed
+    [f] = slow.failures
+    msg = f.message(0.2)
+    assert "fox/torch" in msg and "fwd+bwd" in msg and "B1-T256-H4-D64" in msg
+    assert "4.00x SDPA vs baseline 2.00x" in msg and "+100%" in msg and "limit +20%" in msg
+    # just under the limit passes, just over fails
+    assert kb.run_gate(_run(fox=2.0 * 1.19), BASE, 0.2).passed
+    assert not kb.run_gate(_run(fox=2.0 * 1.21), BASE, 0.2).passed
+
+
+def test_normalisation_cancels_a_uniformly_slower_machine():
+    assert kb.run_gate(_run(scale=3.0), BASE, 0.2).passed
+    assert kb.run_gate(_run(scale=0.25), BASE, 0.2).passed
+    assert not kb.run_gate(_run(scale=3.0, fox=4.0), BASE, 0.2).passed
+
+
+def test_failing_entries_are_measured_again_and_fail_only_twice():
+    asked = []
+
+    def noise_gone(failing):
+        asked.append([r.op for r in failing])
+        return [_result(r.op, 2.1, 1.0) for r in failing]
+
+    report = kb.run_gate(_run(fox=4.0), BASE, 0.2, remeasure=noise_gone)
+    assert asked == [["fox"]]  # only the failing entry is measured again
+    assert report.passed and report.remeasured == ["fox/torch/fwd+bwd/float32/B1-T256-H4-D64/causal"]
+
+    def still_slow(failing):
+        return [_result(r.op, 3.8, 1.0) for r in failing]
+
+    report = kb.run_gate(_run(fox=4.0), BASE, 0.2, remeasure=still_slow)
+    [f] = report.failures
+    assert f.ratio == 3.8 and "measured 4.00x, then 3.80x" in f.message(0.2)
+
+    calls = []
+    kb.run_gate(_run(), BASE, 0.2, remeasure=lambda failing: calls.append(failing) or [])
+    assert calls == []  # nothing failed: nothing re-measured
+
+
+def test_gate_fails_an_entry_that_now_errors_and_ignores_entries_without_baseline():
+    results = _run() + [_result("deltanet", 1.0, 1.0)]
+    results[1] = _result("fox", None, 1.0, status="oom")
+    report = kb.run_gate(results, BASE, 0.2, remeasure=lambda failing: [_result("fox", None, 1.0, status="oom")])
+    [f] = report.failures
+    assert "fox/torch" in f.message(0.2) and "now fails (oom" in f.message(0.2)
+    assert report.missing == ["deltanet/torch/fwd+bwd/float32/B1-T256-H4-D64/causal"]
+
+
+def test_max_slowdown_parsing():
+    assert kb.parse_max_slowdown("20%") == pytest.approx(0.2)
+    assert kb.parse_max_slowdown("0.35") == pytest.approx(0.35)
+    assert kb.parse_max_slowdown("150%") == pytest.approx(1.5)
+    for bad in ("20", "abc", "-5%"):
+        with pytest.raises(UserError, match="--max-slowdown"):
+            kb.parse_max_slowdown(bad)
+
+
+def test_baseline_file_roundtrip_and_missing_device_class(tmp_path):
+    results = _run()
+    path = kb.save_baseline(tmp_path / "b.json", results, "cpu-test-1t-x", command="archbench bench ...")
+    doc = json.loads(path.read_text())
+    block = doc["device_classes"]["cpu-test-1t-x"]
+    assert doc["format"] == kb.BASELINE_FORMAT and block["command"] == "archbench bench ..."
+    assert set(block["entries"]) == set(BASE)  # the SDPA baseline itself is not an entry
+    entries, file, note = kb.load_baseline(path, "cpu-test-1t-x")
+    assert entries[next(iter(BASE))]["ratio"] == 2.0 and note is None
+    kb.save_baseline(path, [_result("linear", 3.0, 1.0)], "cpu-other")  # merged, not replaced
+    entries, _, note = kb.load_baseline(path, "cpu-nope")
+    assert entries is None and "cpu-nope" in note and "cpu-other" in note
+    # a directory holds one file per device class; a missing one is a note, not an error
+    d = tmp_path / "baselines"
+    d.mkdir()
+    kb.save_baseline(d, results, "cpu-test-1t-x")
+    assert (d / "cpu-test-1t-x.json").exists()
+    assert kb.load_baseline(d, "cpu-test-1t-x")[0] is not None
+    entries, _, note = kb.load_baseline(d, "cpu-elsewhere")
+    assert entries is None and "gate skipped" in note
+    # a path not named *.json that does not exist yet is a directory to create
+    fresh = tmp_path / "new" / "baselines"
+    assert kb.save_baseline(fresh, results, "cpu-test-1t-x") == fresh / "cpu-test-1t-x.json"
+    assert kb.load_baseline(tmp_path / "none-yet", "cpu-test-1t-x")[0] is None
+    with pytest.raises(UserError, match="does not exist"):
+        kb.load_baseline(tmp_path / "missing.json", "x")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(UserError, match="not readable JSON"):
+        kb.load_baseline(tmp_path / "bad.json", "x")
+    (tmp_path / "other.json").write_text("{}")
+    with pytest.raises(UserError, match="not an archbench kernel baseline"):
+        kb.load_baseline(tmp_path / "other.json", "x")
+
+
+def test_cpu_device_class_names_arch_threads_and_model():
+    dc = kb.device_class("cpu")
+    assert dc.startswith("cpu-") and f"-{torch.get_num_threads()}t-" in dc
+    assert dc == dc.lower() and " " not in dc
+
+
+# -- storing --------------------------------------------------------------------------------------
+
+def test_rows_are_stored_with_git_sha_and_environment(fake_kernels, db_url):
+    results, _ = kb.run_bench(_spec(mode="fwd", seq_lens="16"), timer=FakeTimer())
+    store = Store(db_url)
+    env_id = kb.store_results(store, results, "cpu")
+    with store.session() as s:
+        rows = list(s.scalars(select(KernelBenchmark)))
+        env = s.get(Environment, env_id)
+    info = environment.describe("cpu")
+    assert env is not None and env.torch_version == torch.__version__
+    assert len(rows) == 3
+    for row in rows:
+        assert row.git_sha == info["git_sha"] and row.environment_id == env_id
+        assert row.status == "ok" and row.median_ms is not None and row.p20_ms is not None
+        assert row.device_name == environment.device_name("cpu") and row.dtype == "float32"
+    frame = kb.latest_kernel_frame(store)
+    assert set(frame.op) == {"softmax", "fox", "path"}
+    assert frame.set_index("op").loc["fox", "vs_sdpa"] == 2.0
+
+
+# -- the command ------------------------------------------------------------------------------------
+
+def test_cli_bench_tiny_real_grid_writes_rows(tmp_path):
+    db = tmp_path / "k.db"
+    res = runner.invoke(app, ["bench", "--ops", "fox", "-T", "32", "--heads", "2", "--head-dim", "16", "--mode", "fwd",
+                              "--rounds", "1", "--min-run-time", "0.01", "--no-memory", "-q", "--db", str(db)])
+    assert res.exit_code == 0, res.output
+    assert "fox/torch" in res.stdout and "peak unknown" in res.stdout
+    store = Store(f"sqlite:///{db}", readonly=True)
+    with store.session() as s:
+        rows = list(s.scalars(select(KernelBenchmark)))
+    assert {(r.op, r.impl) for r in rows} == {("fox", "torch"), ("softmax", "sdpa")}
+    res = runner.invoke(app, ["leaderboard", "--kernels", "--db", str(db), "--format", "json"])
+    assert res.exit_code == 0, res.output
+    assert {r["op"] for r in json.loads(res.stdout)} == {"fox", "softmax"}
+
+
+def test_cli_bench_json_output(fake_kernels, monkeypatch, tmp_path):
+    monkeypatch.setattr(kb, "make_timer", lambda *a, **k: FakeTimer())
+    res = runner.invoke(app, ["bench", "-T", "16", "--mode", "fwd", "--no-store", "-q", "--format", "json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    assert {r["op"] for r in rows} == {"softmax", "fox", "path"}
+    assert all({"median_ms", "p20_ms", "p80_ms", "ratio", "tflops", "tokens_per_s"} <= set(r) for r in rows)
+    res = runner.invoke(app, ["bench", "-T", "16", "--mode", "fwd", "--no-store", "-q", "--format", "csv"])
+    assert res.exit_code == 0 and res.stdout.splitlines()[0].startswith("op,impl,mode")
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--mode", "backward"], "unknown --mode 'backward'; use fwd or fwd+bwd"),
+    (["--ops", "nosuch"], "unknown op 'nosuch'"),
+    (["--max-slowdown", "20"], "write it as a percentage"),
+    (["--compare", "missing.json"], "does not exist"),
+])
+def test_cli_bad_input_exits_2_and_writes_nothing(fake_kernels, tmp_path, monkeypatch, args, needle):
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["bench", "-q", "--db", str(tmp_path / "k.db"), *args])
+    assert res.exit_code == 2, res.output
+    assert needle in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "k.db").exists()
+
+
+def test_cli_bad_slowdown_env_exits_2(fake_kernels):
+    res = runner.invoke(app, ["bench", "-q", "--no-store"], env={kb.SLOWDOWN_ENV: "fox"})
+    assert res.exit_code == 2 and "ARCHBENCH_SLOWDOWN" in res.output
+
+
+def test_cli_gate_save_compare_and_planted_slowdown(fake_kernels, monkeypatch, tmp_path):
+    monkeypatch.setattr(kb, "make_timer", lambda *a, **k: FakeTimer())
+    base_dir = tmp_path / "baselines"
+    base_dir.mkdir()
+    grid = ["bench", "-T", "16,32", "--mode", "fwd+bwd", "--no-store", "-q"]
+    res = runner.invoke(app, [*grid, "--compare", str(base_dir)])
+    assert res.exit_code == 0 and "gate skipped" in res.output  # no baseline for this device class: a note
+    res = runner.invoke(app, [*grid, "--save-baseline", str(base_dir)])
+    assert res.exit_code == 0, res.output
+    assert (base_dir / f"{kb.device_class('cpu')}.json").exists()
+    res = runner.invoke(app, [*grid, "--compare", str(base_dir), "--max-slowdown", "20%"])
+    assert res.exit_code == 0, res.output
+    assert "pass" in res.output and "4 kernels" in res.output
+    # a machine 3x slower everywhere still passes: SDPA got slower too
+    monkeypatch.setattr(kb, "make_timer", lambda *a, **k: FakeTimer(scale=3.0))
+    assert runner.invoke(app, [*grid, "--compare", str(base_dir)]).exit_code == 0
+    res = runner.invoke(app, [*grid, "--compare", str(base_dir)], env={kb.SLOWDOWN_ENV: "fox=2"})
+    assert res.exit_code == 1, res.output
+    assert "FAIL" in res.output and "fox/torch fwd+bwd float32 B1-T16-H4-D64" in res.output
+    assert "path/torch" not in res.stderr.split("FAIL", 1)[1]
+    assert "+100%" in res.output

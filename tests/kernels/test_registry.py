@@ -1,0 +1,257 @@
+"""The kernel registry: built-ins, the decorator, entry points and the fla adapters (mocked)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import types
+from importlib.metadata import EntryPoint
+from pathlib import Path
+
+import pytest
+import torch
+
+import kernels.registry as reg
+from kernels.registry import (
+    BASELINE, KernelShape, UnknownKernelError, get_kernel, kernel_entries, op_names, register_fla, register_kernel,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+OPS = ["deltanet", "fox", "linear", "momentum", "path", "path-fox", "softmax"]
+
+
+@pytest.fixture
+def fresh(monkeypatch):
+    """An empty registry with nothing left to load lazily."""
+    monkeypatch.setattr(reg, "_KERNELS", {})
+    monkeypatch.setattr(reg, "_loaded", {"builtins", "entry_points", "fla"})
+    monkeypatch.setattr(reg, "_ep_errors", {})
+    return reg
+
+
+def test_builtins_cover_every_op_with_torch_triton_and_reference():
+    assert set(OPS) <= set(op_names())
+    for op in OPS:
+        impls = {e.impl for e in kernel_entries(op)}
+        assert {"triton", "reference"} <= impls, op
+        assert ("sdpa" if op == "softmax" else "torch") in impls, op
+        tri = get_kernel(op, "triton")
+        assert tri.needs_cuda and tri.devices == ("cuda",) and "triton" in tri.requires
+        ref = get_kernel(op, "reference")
+        assert not ref.default and ref.max_seq_len is not None and ref.max_seq_len <= 1024
+    base = get_kernel(*BASELINE)
+    assert base.causal == (True, False) and "cpu" in base.devices
+    assert get_kernel("softmax", "flash").dtypes == (torch.float16, torch.bfloat16)
+
+
+def test_registry_does_not_import_triton_eagerly():
+    """TRITON_INTERPRET must still work after the registry is loaded (see test_triton_fox)."""
+    code = ("import sys, kernels.registry as r; r.kernel_entries(); "
+            "print('triton' in sys.modules, 'kernels.fox.triton_kernel' in sys.modules)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["False", "False"]
+
+
+def test_unsupported_says_why():
+    shape = KernelShape(1, 2048, 2, 16)
+    assert "cuda" in get_kernel("fox", "triton").unsupported(shape)
+    assert get_kernel("fox", "triton").unavailable() in (None, "needs CUDA")
+    assert "T <=" in get_kernel("path", "reference").unsupported(shape)
+    assert get_kernel("fox", "torch").unsupported(shape) is None
+    assert get_kernel("fox", "torch").unsupported(KernelShape(1, 64, 2, 16, causal=False)) == "causal only"
+    assert get_kernel(*BASELINE).unsupported(KernelShape(1, 64, 2, 16, causal=False)) is None
+    assert "float16/bfloat16" in get_kernel("softmax", "flash").unsupported(
+        KernelShape(1, 64, 2, 16, device="cuda"))
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_builders_are_seeded_and_torch_path_matches_reference(op):
+    shape = KernelShape(batch=1, seq_len=40, heads=2, head_dim=16, seed=3)
+    fast = get_kernel(op, "sdpa" if op == "softmax" else "torch")
+    ref = get_kernel(op, "reference")
+    a, b = fast.inputs(shape), fast.inputs(shape)
+    assert a.keys() == b.keys()
+    for name, x in a.items():
+        if isinstance(x, torch.Tensor):
+            assert torch.equal(x, b[name]), name
+            assert x.dtype == torch.float32
+    assert not torch.equal(a["q"], fast.inputs(KernelShape(1, 40, 2, 16, seed=4))["q"])
+    assert a["q"].shape == (1, 40, 2, 16)
+    inputs = {k: v for k, v in ref.inputs(shape).items()}
+    out_ref = ref.fn(**inputs)
+    out_fast = fast.fn(**fast.inputs(shape))
+    assert out_fast.shape == (1, 40, 2, 16)
+    torch.testing.assert_close(out_fast, out_ref, atol=2e-4, rtol=2e-3)
+
+
+def test_path_fox_differs_from_path_so_the_gate_reaches_the_op():
+    shape = KernelShape(1, 32, 2, 16)
+    p = get_kernel("path", "torch")
+    pf = get_kernel("path-fox", "torch")
+    assert "log_f" not in p.inputs(shape) and "log_f" in pf.inputs(shape)
+    assert not torch.allclose(p.fn(**p.inputs(shape)), pf.fn(**pf.inputs(shape)))
+
+
+def test_register_kernel_decorator(fresh):
+    def inputs(s):
+        return {"x": torch.zeros(s.batch, s.seq_len, s.heads, s.head_dim)}
+
+    @register_kernel(op="mine", impl="torch", inputs=inputs, max_seq_len=128, description="my op")
+    def mine(x):
+        return x + 1
+
+    assert mine(torch.zeros(1)).item() == 1  # returned unchanged
+    e = get_kernel("mine", "torch")
+    assert e.fn is mine and e.description == "my op" and e.max_seq_len == 128 and e.default
+    assert e.source == __name__
+    register_kernel(op="mine", impl="torch", inputs=inputs)(mine)  # same function again: fine
+    with pytest.raises(ValueError, match="already registered"):
+        register_kernel(op="mine", impl="torch", inputs=inputs)(lambda x: x)
+    with pytest.raises(ValueError):
+        register_kernel(op="a/b", impl="torch", inputs=inputs)
+    with pytest.raises(UnknownKernelError, match="mine/torch"):
+        get_kernel("mine", "triton")
+    cuda_only = register_kernel(op="mine", impl="cu", inputs=inputs, devices=("cuda",))(lambda x: x)
+    assert cuda_only is not None and get_kernel("mine", "cu").needs_cuda
+
+
+def test_entry_points_are_loaded_lazily_and_a_broken_one_is_skipped(fresh, monkeypatch, tmp_path):
+    (tmp_path / "kplugin_ok.py").write_text(
+        "import torch\n"
+        "from kernels.registry import register_kernel, qkv_inputs\n"
+        "@register_kernel(op='double', impl='torch', inputs=qkv_inputs)\n"
+        "def double(q, k, v):\n"
+        "    return 2 * v\n")
+    (tmp_path / "kplugin_bad.py").write_text("raise RuntimeError('plugin bug')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    eps = [EntryPoint(name="ok", value="kplugin_ok", group=reg.ENTRY_POINT_GROUP),
+           EntryPoint(name="bad", value="kplugin_bad", group=reg.ENTRY_POINT_GROUP)]
+    asked = []
+
+    def fake_entry_points(*, group):
+        asked.append(group)
+        return [e for e in eps if e.group == group]
+
+    monkeypatch.setattr(reg, "entry_points", fake_entry_points)
+    monkeypatch.setattr(reg, "_loaded", {"builtins", "fla"})
+    assert asked == []  # nothing loaded before the first lookup
+    with pytest.warns(RuntimeWarning, match="'bad'.*plugin bug"):
+        names = op_names()
+    assert asked == ["archbench.kernels"]
+    assert "double" in names
+    e = get_kernel("double", "torch")
+    out = e.fn(**e.inputs(KernelShape(1, 8, 1, 4)))
+    assert out.shape == (1, 8, 1, 4)
+    assert "bad" in reg.entry_point_errors()
+    op_names()
+    assert asked == ["archbench.kernels"]  # once per process
+
+
+# -- fla (mocked: it cannot be installed here) -------------------------------------------------
+
+class _Calls(list):
+    pass
+
+
+def _fake_fla(with_path: bool = True):
+    calls = _Calls()
+
+    def parallel_forgetting_attn(q, k, v, g, scale=None, cu_seqlens=None, head_first=False):
+        calls.append(("fox", dict(g=g, scale=scale, head_first=head_first)))
+        return q.clone()
+
+    def parallel_path_attention(q, k, v, w, beta, g=None, scale=None, cu_seqlens=None, use_cache=False):
+        calls.append(("path", dict(g=g, scale=scale)))
+        return q + 1, None  # newer fla returns (o, k_cache)
+
+    def chunk_delta_rule(q, k, v, beta, scale=None, initial_state=None, output_final_state=False,
+                         use_qk_l2norm_in_kernel=False, cu_seqlens=None, head_first=False):
+        calls.append(("delta", dict(k=k, head_first=head_first)))
+        return v.clone(), None
+
+    def chunk_linear_attn(q, k, v, scale=None, initial_state=None, output_final_state=False, normalize=True):
+        calls.append(("linear", dict(q=q, normalize=normalize)))
+        return v.clone(), None
+
+    ops = types.ModuleType("fla.ops")
+    ops.parallel_forgetting_attn = parallel_forgetting_attn
+    if with_path:
+        ops.parallel_path_attention = parallel_path_attention
+    ops.chunk_delta_rule = chunk_delta_rule
+    ops.chunk_linear_attn = chunk_linear_attn
+    fla = types.ModuleType("fla")
+    fla.ops = ops
+    return fla, ops, calls
+
+
+def _install(monkeypatch, fla, ops):
+    monkeypatch.setitem(sys.modules, "fla", fla)
+    monkeypatch.setitem(sys.modules, "fla.ops", ops)
+
+
+def test_fla_adapters_registered_with_cuda_and_fla(fresh, monkeypatch):
+    fla, ops, calls = _fake_fla()
+    _install(monkeypatch, fla, ops)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    done = register_fla()
+    assert sorted(e.op for e in done) == ["deltanet", "fox", "linear", "path", "path-fox"]
+    for e in done:
+        assert e.impl == "fla" and e.devices == ("cuda",) and e.needs_cuda
+        assert e.dtypes == (torch.float16, torch.bfloat16)
+        assert e.unavailable() is None  # cuda "available"
+
+    # the adapters speak archbench's convention (run here on CPU tensors)
+    shape = KernelShape(1, 16, 2, 8)
+    fox = get_kernel("fox", "fla")
+    inp = fox.inputs(shape)
+    out = fox.fn(**inp)
+    name, kw = calls[-1]
+    assert name == "fox" and kw["head_first"] is False and kw["g"] is inp["log_f"]
+    assert torch.equal(out, inp["q"])
+
+    path = get_kernel("path", "fla")
+    inp = path.inputs(shape)
+    out = path.fn(**inp)  # (o, cache) -> o
+    assert torch.equal(out, inp["q"] + 1) and calls[-1] == ("path", {"g": None, "scale": None})
+    pf = get_kernel("path-fox", "fla")
+    inp = pf.inputs(shape)
+    pf.fn(**inp)
+    assert calls[-1][1]["g"] is inp["log_f"]
+    assert "head_dim" in path.unsupported(KernelShape(1, 16, 2, 128, dtype=torch.bfloat16, device="cuda"))
+    assert path.unsupported(KernelShape(1, 16, 2, 64, dtype=torch.bfloat16, device="cuda")) is None
+
+    delta = get_kernel("deltanet", "fla")
+    inp = delta.inputs(shape)
+    inp["k"] = inp["k"] * 3  # archbench's deltanet normalises k inside; fla wants it normalised
+    delta.fn(**inp)
+    name, kw = calls[-1]
+    assert kw["head_first"] is False
+    torch.testing.assert_close(kw["k"].norm(dim=-1), torch.ones(1, 16, 2), atol=1e-3, rtol=0)
+
+    lin = get_kernel("linear", "fla")
+    inp = lin.inputs(shape)
+    lin.fn(**inp)
+    name, kw = calls[-1]
+    assert kw["normalize"] is True and (kw["q"] > 0).all()  # phi = elu + 1 applied; no head_first passed
+
+
+def test_fla_skipped_without_cuda_without_fla_or_with_a_changed_api(fresh, monkeypatch):
+    fla, ops, _ = _fake_fla(with_path=False)
+    _install(monkeypatch, fla, ops)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert register_fla() == []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert sorted(e.op for e in register_fla()) == ["deltanet", "fox", "linear"]  # no path in this "version"
+    monkeypatch.setitem(sys.modules, "fla.ops", None)  # importing it raises ImportError
+    monkeypatch.setattr(reg, "_KERNELS", {})
+    assert register_fla() == []
+    assert kernel_entries(impl="fla") == []
+
+
+def test_fla_is_loaded_lazily_through_the_registry(fresh, monkeypatch):
+    fla, ops, _ = _fake_fla()
+    _install(monkeypatch, fla, ops)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(reg, "_loaded", {"builtins", "entry_points"})
+    assert {e.op for e in kernel_entries(impl="fla")} == {"deltanet", "fox", "linear", "path", "path-fox"}
