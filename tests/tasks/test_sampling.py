@@ -12,6 +12,7 @@ from tasks.sampling import (
     mix_hash,
     skip_values,
     sorted_uniform_ints,
+    uniform_excluding,
     weighted_without_replacement,
 )
 
@@ -44,6 +45,23 @@ def test_distinct_integers_are_uniform_over_ordered_tuples(k, m):
     assert int(counts.sum() - c.sum()) == 0                 # nothing outside the distinct tuples
     chi2 = float(((c - expected) ** 2 / expected).sum())
     dof = len(tuples) - 1
+    assert chi2 < dof + 6 * (2 * dof) ** 0.5, (chi2, dof)
+
+
+@pytest.mark.parametrize("V,s", [(64, 4), (16, 4), (8, 5)])  # rejection, its edge, the table
+def test_uniform_excluding_is_uniform_over_the_allowed_values(V, s):
+    n, T = 2_000, 60
+    ex = distinct_integers(gen(2), n, s, 0, V)
+    x = uniform_excluding(gen(3), T, V, ex, table_budget=V * 512)   # several row chunks
+    assert torch.equal(x, uniform_excluding(gen(3), T, V, ex, table_budget=V * 512))
+    assert not (x.unsqueeze(2) == ex.unsqueeze(1)).any()             # never an excluded value
+    # relabel each row so its allowed values are 0..V-s-1: then every label is equally likely
+    banned = torch.zeros(n, V, dtype=torch.bool).scatter_(1, ex, True)
+    label = (torch.arange(V) - banned.cumsum(1)).gather(1, x)
+    counts = torch.bincount(label.flatten(), minlength=V - s).double()
+    expected = n * T / (V - s)
+    chi2 = float(((counts - expected) ** 2 / expected).sum())
+    dof = V - s - 1
     assert chi2 < dof + 6 * (2 * dof) ** 0.5, (chi2, dof)
 
 
