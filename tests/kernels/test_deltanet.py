@@ -3,13 +3,6 @@ and the Triton kernels under the interpreter (in a subprocess)."""
 
 from __future__ import annotations
 
-import importlib.util
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -17,7 +10,6 @@ from kernels import deltanet
 from kernels.deltanet.fast import deltanet_fast
 from kernels.deltanet.reference import deltanet_ref
 
-ROOT = Path(__file__).resolve().parents[2]
 NAMES = ["q", "k", "v", "beta"]
 
 
@@ -145,15 +137,8 @@ print("REPORT" + json.dumps(report))
 """
 
 
-@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton not installed")
-def test_triton_kernels_under_interpreter():
-    env = {**os.environ, "TRITON_INTERPRET": "1",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-c", TRITON_SCRIPT], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    line = next(x for x in proc.stdout.splitlines() if x.startswith("REPORT"))
-    report = json.loads(line[len("REPORT"):])
+def test_triton_kernels_under_interpreter(run_interpreted):
+    report = run_interpreted(TRITON_SCRIPT)
     assert set(report) == {"multi_chunk", "odd_dims", "single_chunk", "no_grad_split_dv"}
     for name, errs in report.items():
         assert errs["out"] < 1e-5, (name, errs)

@@ -12,18 +12,10 @@ forward scan, the dq scan, and the reverse dk/dv scan) is exercised.
 
 from __future__ import annotations
 
-import importlib.util
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 pytestmark = pytest.mark.triton
 
-ROOT = Path(__file__).resolve().parents[2]
 
 SCRIPT = r"""
 import json, os
@@ -94,16 +86,8 @@ TOL_FP16 = {"out": 2e-3, "grads": 3e-3}
 
 
 @pytest.fixture(scope="module")
-def report():
-    if importlib.util.find_spec("triton") is None:
-        pytest.skip("triton not installed")
-    env = {**os.environ, "TRITON_INTERPRET": "1",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    line = next(x for x in proc.stdout.splitlines() if x.startswith("REPORT"))
-    return json.loads(line[len("REPORT"):])
+def report(run_interpreted):
+    return run_interpreted(SCRIPT)
 
 
 def test_ran_interpreted_and_every_case(report):

@@ -7,16 +7,8 @@ that prints its errors against the float64 reference as JSON.
 
 from __future__ import annotations
 
-import importlib.util
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
 NAMES = ["q", "k", "v", "w", "beta", "log_f"]
 
 SCRIPT = r"""
@@ -62,16 +54,8 @@ print("REPORT" + json.dumps(report))
 
 
 @pytest.fixture(scope="module")
-def report():
-    if importlib.util.find_spec("triton") is None:
-        pytest.skip("triton not installed")
-    env = {**os.environ, "TRITON_INTERPRET": "1",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    line = next(x for x in proc.stdout.splitlines() if x.startswith("REPORT"))
-    return json.loads(line[len("REPORT"):])
+def report(run_interpreted):
+    return run_interpreted(SCRIPT)
 
 
 def test_all_cases_ran(report):

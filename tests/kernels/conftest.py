@@ -1,0 +1,35 @@
+"""Fixtures for the kernel tests."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def run_interpreted() -> Callable[[str], dict]:
+    """``run_interpreted(script)`` runs ``script`` under ``TRITON_INTERPRET=1`` in a fresh
+    interpreter (the variable must be set before triton is first imported) and returns the
+    JSON the script printed on a line starting with ``REPORT``.  Skips without Triton."""
+    if importlib.util.find_spec("triton") is None:
+        pytest.skip("triton not installed")
+
+    def run(script: str, timeout: float = 300) -> dict:
+        env = {**os.environ, "TRITON_INTERPRET": "1",
+               "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+        proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=timeout)
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        line = next(x for x in proc.stdout.splitlines() if x.startswith("REPORT"))
+        return json.loads(line[len("REPORT"):])
+
+    return run
