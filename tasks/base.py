@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Iterator
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 IGNORE = -100
 """Target value for positions that are not scored."""
@@ -34,6 +34,23 @@ class TaskConfig(BaseModel):
     n_train: int = Field(20_000, ge=1, description="training examples (a fixed set)")
     n_val: int = Field(500, ge=1, description="validation examples (learning-rate choice)")
     n_test: int = Field(1_000, ge=1, description="test examples per test split")
+
+
+class LengthOODConfig(TaskConfig):
+    """For tasks with an ``ood_len`` split: ``ood_seq_len`` defaults to twice ``seq_len``.
+
+    Subclasses declare both fields and check ``ood_seq_len > seq_len`` themselves."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_ood_seq_len(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("ood_seq_len") is None:
+            data = dict(data)
+            try:
+                data["ood_seq_len"] = 2 * int(data.get("seq_len", cls.model_fields["seq_len"].default))
+            except (TypeError, ValueError):
+                pass  # an invalid seq_len gets its own error from the field
+        return data
 
 
 @dataclass(frozen=True)
@@ -60,6 +77,15 @@ class TextExample:
 
     prompt: str
     answer: str
+
+
+def scored_rows(data: TaskData) -> Iterator[tuple[list[int], list[int], list[int]]]:
+    """``(inputs row, targets row, scored positions)`` of every example that has a scored
+    position, as Python lists (for text renderings)."""
+    for x, y in zip(data.inputs.tolist(), data.targets.tolist()):
+        scored = [t for t, v in enumerate(y) if v != IGNORE]
+        if scored:
+            yield x, y, scored
 
 
 def split_generator(task: str, split: str, seed: int) -> torch.Generator:

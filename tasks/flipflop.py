@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from pydantic import Field, model_validator
 
-from tasks.base import IGNORE, Task, TaskConfig, TaskData, TextExample, split_generator
+from tasks.base import IGNORE, Task, TaskConfig, TaskData, TextExample, scored_rows, split_generator
 from tasks.files import TaskFileError, read_text_column
 from tasks.registry import register_task
 
@@ -174,10 +174,7 @@ class FlipFlop(Task):
     def render(self, data: TaskData) -> list[TextExample]:
         """Prompt: the string up to and including the last read; answer: the bit."""
         out = []
-        for x, y in zip(data.inputs.tolist(), data.targets.tolist()):
-            scored = [t for t, v in enumerate(y) if v != IGNORE]
-            if not scored:
-                continue
+        for x, y, scored in scored_rows(data):
             last = scored[-1]
             out.append(TextExample("".join(ALPHABET[v] for v in x[: last + 1]), ALPHABET[y[last]]))
         return out

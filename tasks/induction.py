@@ -28,33 +28,22 @@ copy sits at a fixed offset, and a model could attend by position alone.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from pydantic import Field, model_validator
 
-from tasks.base import IGNORE, Task, TaskConfig, TaskData, TextExample, split_generator
+from tasks.base import IGNORE, LengthOODConfig, Task, TaskData, TextExample, scored_rows, split_generator
 from tasks.registry import register_task
 from tasks.sampling import distinct_integers, sorted_uniform_ints, uniform_excluding
 
 
-class InductionConfig(TaskConfig):
+class InductionConfig(LengthOODConfig):
     vocab_size: int = Field(64, ge=3, description="tokens 0..vocab_size-1")
     seq_len: int = Field(64, ge=2, description="sequence length T")
     segment_len: int = Field(8, ge=2, description="tokens in the repeated segment")
     num_repeats: int = Field(1, ge=1, description="copies of the segment after its first occurrence")
     ood_seq_len: int | None = Field(None, description="length of the ood_len split (default 2 * seq_len)")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _defaults(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("ood_seq_len") is None:
-            data = dict(data)
-            try:
-                data["ood_seq_len"] = 2 * int(data.get("seq_len", cls.model_fields["seq_len"].default))
-            except (TypeError, ValueError):
-                pass
-        return data
 
     @model_validator(mode="after")
     def _feasible(self) -> "InductionConfig":
@@ -147,10 +136,7 @@ class Induction(Task):
     def render(self, data: TaskData) -> list[TextExample]:
         """Prompt: the tokens up to the first scored position; answer: the rest of the copy."""
         out = []
-        for x, y in zip(data.inputs.tolist(), data.targets.tolist()):
-            scored = [t for t, v in enumerate(y) if v != IGNORE]
-            if not scored:
-                continue
+        for x, y, scored in scored_rows(data):
             first = scored[0]
             run = [t for t in scored if t - first < self.config.segment_len - 1]
             out.append(TextExample(" ".join(map(str, x[: first + 1])), " ".join(str(y[t]) for t in run)))

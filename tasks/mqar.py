@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 import torch
 from pydantic import Field, model_validator
 
-from tasks.base import IGNORE, Task, TaskConfig, TaskData, TextExample, split_generator
+from tasks.base import IGNORE, Task, TaskConfig, TaskData, TextExample, scored_rows, split_generator
 from tasks.files import check_token_range, load_tensor_file
 from tasks.registry import register_task
 from tasks.sampling import distinct_integers, weighted_without_replacement
@@ -193,10 +193,7 @@ class MQAR(Task):
 
     def render(self, data: TaskData) -> list[TextExample]:
         out = []
-        for x, y in zip(data.inputs.tolist(), data.targets.tolist()):
-            pos = [t for t, v in enumerate(y) if v != IGNORE]
-            if not pos:
-                continue
+        for x, y, pos in scored_rows(data):
             first = pos[0]
             out.append(TextExample(" ".join(map(str, x[: first + 1])), str(y[first])))
         return out

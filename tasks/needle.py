@@ -40,7 +40,7 @@ from typing import Any, ClassVar
 import torch
 from pydantic import Field, model_validator
 
-from tasks.base import IGNORE, Task, TaskConfig, TaskData, TextExample, split_generator
+from tasks.base import IGNORE, Task, TaskConfig, TaskData, TextExample, scored_rows, split_generator
 from tasks.registry import register_task
 from tasks.sampling import distinct_integers
 
@@ -279,10 +279,7 @@ class Needle(Task):
     def render(self, data: TaskData) -> list[TextExample]:
         """Prompt: the haystack and the query key; answer: the value(s), space separated."""
         out = []
-        for x, y in zip(data.inputs.tolist(), data.targets.tolist()):
-            scored = [t for t, v in enumerate(y) if v != IGNORE]
-            if not scored:
-                continue
+        for x, y, scored in scored_rows(data):
             first = scored[0]
             prompt = " ".join(w for w in map(self.token_text, x[: first + 1]) if w)
             answer = " ".join(self.token_text(y[t]) for t in scored)

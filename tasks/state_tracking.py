@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import itertools
 from functools import lru_cache
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import Field, model_validator
 
-from tasks.base import Task, TaskConfig, TaskData, TextExample, split_generator
+from tasks.base import LengthOODConfig, Task, TaskData, TextExample, split_generator
 from tasks.registry import register_task
 
 GroupName = Literal["Z60", "S3", "A4", "S4", "A5", "S5"]
@@ -70,21 +70,10 @@ def multiplication_table(name: str) -> torch.Tensor:
     return table
 
 
-class StateTrackingConfig(TaskConfig):
+class StateTrackingConfig(LengthOODConfig):
     group: GroupName = Field("A5", description="the group: A5 (hard), S5, Z60 (easy control), S3, A4, S4")
     seq_len: int = Field(64, ge=1, description="sequence length T of train/val/test")
     ood_seq_len: int | None = Field(None, description="length of the ood_len split (default 2 * seq_len)")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _defaults(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("ood_seq_len") is None:
-            data = dict(data)
-            try:
-                data["ood_seq_len"] = 2 * int(data.get("seq_len", cls.model_fields["seq_len"].default))
-            except (TypeError, ValueError):
-                pass
-        return data
 
     @model_validator(mode="after")
     def _feasible(self) -> "StateTrackingConfig":

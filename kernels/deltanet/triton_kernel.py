@@ -26,7 +26,7 @@ import triton
 import triton.language as tl
 
 from kernels.deltanet.fast import deltanet_prep
-from kernels.triton_utils import on_device
+from kernels.triton_utils import dot_precision, on_device, pow2_block
 
 
 @triton.jit
@@ -103,17 +103,6 @@ def _delta_bwd_kernel(qw, u, kc, qk, do, hbuf, dqw, du, dkc, dqk,
             - tl.dot(tl.trans(wn), ddn, input_precision=PREC)
 
 
-
-def _pow2(x: int) -> int:
-    return max(16, triton.next_power_of_2(x))
-
-
-def _precision(low_precision_inputs: bool) -> str:
-    if low_precision_inputs or torch.backends.cuda.matmul.allow_tf32:
-        return "tf32"
-    return "ieee"
-
-
 class _DeltaCoreTriton(torch.autograd.Function):
     """Same contract as ``kernels.deltanet.fast.deltanet_recurrence``."""
 
@@ -126,10 +115,10 @@ class _DeltaCoreTriton(torch.autograd.Function):
         out = torch.empty(bh, n, chunk, dv, device=qw.device, dtype=torch.float32)
         store_h = any(ctx.needs_input_grad)
         hbuf = torch.empty(bh, n, dk, dv, device=qw.device, dtype=torch.float32) if store_h else qw
-        bv = _pow2(dv) if store_h else min(64, _pow2(dv))
+        bv = pow2_block(dv) if store_h else min(64, pow2_block(dv))
         with on_device(qw):
             _delta_fwd_kernel[(bh, triton.cdiv(dv, bv))](qw, u, kc, qk, out, hbuf, n, dk, dv,
-                                                         C=chunk, BK=_pow2(dk), BV=bv,
+                                                         C=chunk, BK=pow2_block(dk), BV=bv,
                                                          STORE_H=store_h, PREC=prec, num_warps=4)
         ctx.save_for_backward(qw, u, kc, qk, hbuf if store_h else None)
         ctx.prec = prec
@@ -145,7 +134,7 @@ class _DeltaCoreTriton(torch.autograd.Function):
         d_qw, d_u, d_kc, d_qk = (torch.empty_like(x) for x in (qw, u, kc, qk))
         with on_device(qw):
             _delta_bwd_kernel[(bh,)](qw, u, kc, qk, d_out, hbuf, d_qw, d_u, d_kc, d_qk, n, dk, dv,
-                                     C=chunk, BK=_pow2(dk), BV=_pow2(dv), PREC=ctx.prec,
+                                     C=chunk, BK=pow2_block(dk), BV=pow2_block(dv), PREC=ctx.prec,
                                      num_warps=4)
         return d_qw, d_u, d_kc, d_qk, None
 
@@ -163,8 +152,8 @@ def deltanet_triton(q, k, v, beta, scale=None, chunk_size: int = 64):
     q, k, v, beta = (x.float() for x in (q, k, v, beta))
     if chunk_size < 16 or chunk_size & (chunk_size - 1):
         raise ValueError(f"chunk_size must be a power of two >= 16, got {chunk_size}")
-    chunk = min(chunk_size, _pow2(t))
+    chunk = min(chunk_size, pow2_block(t))
     qw, u, kc, qk = deltanet_prep(q, k, v, beta, scale, chunk)
-    out = _DeltaCoreTriton.apply(qw, u, kc, qk, _precision(low))
+    out = _DeltaCoreTriton.apply(qw, u, kc, qk, dot_precision(low))
     dv = out.shape[-1]
     return out.reshape(b, h, -1, dv)[:, :, :t].movedim(1, 2).to(in_dtype)

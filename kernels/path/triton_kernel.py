@@ -42,7 +42,7 @@ import triton
 import triton.language as tl
 
 from kernels.path.fast import from_chunks, path_prep, to_chunks
-from kernels.triton_utils import on_device
+from kernels.triton_utils import dot_precision, on_device, pow2_block
 
 
 @triton.jit
@@ -171,17 +171,6 @@ def _path_bwd_kernel(kh, pm, sd, v, c, do, lse, delta, gbuf,
         tl.atomic_add(dc + (chunk0 + a) * C + rc, dc_row, sem="relaxed")
 
 
-
-def _pow2(x: int) -> int:
-    return max(16, triton.next_power_of_2(x))
-
-
-def _precision(low_precision_inputs: bool) -> str:
-    if low_precision_inputs or torch.backends.cuda.matmul.allow_tf32:
-        return "tf32"
-    return "ieee"
-
-
 class _PathCoreTriton(torch.autograd.Function):
     """Same contract as ``kernels.path.fast._PathCore``, computed by the Triton kernels."""
 
@@ -199,7 +188,7 @@ class _PathCoreTriton(torch.autograd.Function):
                 if store_g else qh)
         with on_device(qh):
             _path_fwd_kernel[(n, bh)](qh, kh, p_mat, s_diag, v, c_arg, out, lse, gbuf,
-                                      n, d, dv, C=chunk, BD=_pow2(d), BV=_pow2(dv),
+                                      n, d, dv, C=chunk, BD=pow2_block(d), BV=pow2_block(dv),
                                       HAS_GATE=has_gate, STORE_G=store_g, PREC=prec, num_warps=4)
         ctx.save_for_backward(kh, p_mat, s_diag, v, c, out, lse, gbuf if store_g else None)
         ctx.prec = prec
@@ -224,7 +213,7 @@ class _PathCoreTriton(torch.autograd.Function):
             _path_bwd_kernel[(n, bh)](kh, p_mat, s_diag, v, c if has_gate else dummy, d_out, lse,
                                       delta, gbuf if gbuf is not None else dummy,
                                       d_qh, d_kh, d_p, d_sd, d_v, d_c if has_gate else dummy,
-                                      n, d, dv, C=chunk, BD=_pow2(d), BV=_pow2(dv),
+                                      n, d, dv, C=chunk, BD=pow2_block(d), BV=pow2_block(dv),
                                       HAS_GATE=has_gate, PREC=ctx.prec, num_warps=4)
         return d_qh, d_kh, d_p, d_sd, d_v, d_c, None
 
@@ -243,9 +232,9 @@ def path_attention_triton(q, k, v, w, beta, log_f=None, scale=None, chunk_size: 
     log_f = log_f.float() if log_f is not None else None
     if chunk_size < 16 or chunk_size & (chunk_size - 1):
         raise ValueError(f"chunk_size must be a power of two >= 16, got {chunk_size}")
-    chunk = min(chunk_size, _pow2(t))
+    chunk = min(chunk_size, pow2_block(t))
     n = math.ceil(t / chunk)
     qh, kh, p_mat, s_diag, c = path_prep(q, k, w, beta, log_f, scale, chunk)
     out = _PathCoreTriton.apply(qh, kh, p_mat, s_diag, to_chunks(v, n, chunk), c,
-                                _precision(low))
+                                dot_precision(low))
     return from_chunks(out, b, t, h).to(in_dtype)
