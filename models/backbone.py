@@ -21,7 +21,7 @@ from torch import nn
 
 import models.mixers  # noqa: F401  (registers the built-in mixers)
 from models.config import ArchConfig
-from models.layers import RMSNorm, make_mlp
+from models.layers import RMSNorm, base_std, init_scale, make_mlp
 from models.registry import get_mixer
 
 
@@ -54,15 +54,16 @@ class LM(nn.Module):
         super().__init__()
         self.cfg = cfg = cfg.resolved()
         self.vocab_size = vocab_size
-        self.embed = nn.Embedding(vocab_size, cfg.d_model)
-        nn.init.normal_(self.embed.weight, std=0.02)
-        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
-        self.norm = _norm(cfg.norm, cfg.d_model)
-        if cfg.tie_embeddings:
-            self.head = None
-        else:
-            self.head = nn.Linear(cfg.d_model, vocab_size, bias=False)
-            nn.init.normal_(self.head.weight, std=0.02)
+        with init_scale(cfg.init_std):
+            self.embed = nn.Embedding(vocab_size, cfg.d_model)
+            nn.init.normal_(self.embed.weight, std=base_std())
+            self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
+            self.norm = _norm(cfg.norm, cfg.d_model)
+            if cfg.tie_embeddings:
+                self.head = None
+            else:
+                self.head = nn.Linear(cfg.d_model, vocab_size, bias=False)
+                nn.init.normal_(self.head.weight, std=base_std())
 
     def hidden(self, inputs: torch.Tensor) -> torch.Tensor:
         x = self.embed(inputs)

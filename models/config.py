@@ -24,6 +24,8 @@ class ArchConfig(BaseModel):
     mlp_ratio: float = Field(4.0, gt=0, description="MLP hidden width / d_model (swiglu: 2/3 of it)")
     norm: Literal["rmsnorm", "none"] = "rmsnorm"
     tie_embeddings: bool = True
+    init_std: float | None = Field(None, gt=0, description="std of plain weight matrices (default 0.02); "
+                                   "Nanda et al.'s grokking model uses 1/sqrt(d_model)")
     options: dict[str, Any] = Field(default_factory=dict, description="the mixer's own settings")
 
     @model_validator(mode="after")

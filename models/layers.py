@@ -3,14 +3,41 @@
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 
-def init_linear(layer: nn.Linear, std: float = 0.02, zero_bias: bool = True) -> nn.Linear:
-    nn.init.normal_(layer.weight, mean=0.0, std=std)
+DEFAULT_INIT_STD = 0.02
+_init_std: ContextVar[float] = ContextVar("archbench_init_std", default=DEFAULT_INIT_STD)
+
+
+def base_std() -> float:
+    """The std of plain weight matrices for the model being built (``arch.init_std``)."""
+    return _init_std.get()
+
+
+@contextmanager
+def init_scale(std: float | None) -> Iterator[None]:
+    """Build layers whose plain weights are drawn with ``std`` (``None``: the default 0.02).
+
+    Only the default scheme follows it (embeddings, head, projections, MLPs, output
+    projections at ``std / sqrt(2 n_layers)``); a layer's own special initialisation (gate
+    biases, PaTH's w and beta projections) is untouched."""
+    token = _init_std.set(DEFAULT_INIT_STD if std is None else float(std))
+    try:
+        yield
+    finally:
+        _init_std.reset(token)
+
+
+def init_linear(layer: nn.Linear, std: float | None = None, zero_bias: bool = True) -> nn.Linear:
+    """Normal init of ``layer.weight`` (``std`` defaults to :func:`base_std`), zero bias."""
+    nn.init.normal_(layer.weight, mean=0.0, std=base_std() if std is None else std)
     if layer.bias is not None and zero_bias:
         nn.init.zeros_(layer.bias)
     return layer
@@ -49,7 +76,7 @@ class ReluMLP(nn.Module):
 
 def make_mlp(kind: str, d_model: int, ratio: float, n_layers: int) -> nn.Module | None:
     """The MLP of one block (``None`` for ``mlp="none"``)."""
-    out_std = 0.02 / math.sqrt(2 * n_layers)
+    out_std = base_std() / math.sqrt(2 * n_layers)
     if kind == "none":
         return None
     if kind == "swiglu":

@@ -51,6 +51,27 @@ def test_layer_initialisation_survives_model_construction():
     assert (conv[:, 0, -1] - 1).abs().max() < 0.5 and conv[:, 0, 0].abs().max() < 0.5
 
 
+def test_init_std_scales_plain_weights_only():
+    def stds(cfg):
+        torch.manual_seed(0)
+        m = LM(cfg, 100)
+        b0 = m.blocks[0]
+        return {"embed": m.embed.weight.std().item(), "head": m.head.weight.std().item(),
+                "mlp_up": b0.mlp.up.weight.std().item(), "mlp_down": b0.mlp.down.weight.std().item(),
+                "gate_bias": b0.mixer.gate.proj.bias.tolist()}
+
+    kw = dict(name="fox", d_model=128, n_layers=2, n_heads=4, mlp="relu", tie_embeddings=False)
+    default, nanda = stds(ArchConfig(**kw)), stds(ArchConfig(**kw, init_std=0.0884))
+    assert default["embed"] == pytest.approx(0.02, rel=0.05)
+    for name in ("embed", "head", "mlp_up"):
+        assert nanda[name] == pytest.approx(0.0884, rel=0.05), name
+    assert nanda["mlp_down"] == pytest.approx(0.0884 / 2, rel=0.05)     # std / sqrt(2 n_layers)
+    assert nanda["gate_bias"] == default["gate_bias"]                  # the gate keeps its own init
+    assert LM(ArchConfig(**kw), 100).embed.weight.std().item() == pytest.approx(0.02, rel=0.05)  # not leaked
+    with pytest.raises(ValueError):
+        ArchConfig(init_std=0)
+
+
 def test_options_are_validated():
     from models.config import ArchConfigError
 
