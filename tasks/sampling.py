@@ -143,11 +143,8 @@ def uniform_excluding(g: torch.Generator, T: int, V: int, excluded: torch.Tensor
     """``[n, T]`` tokens uniform over ``[0, V)`` minus the row's ``excluded`` values
     (``[n, s]``, distinct within each row, ``s < V``).
 
-    Sparse exclusions (``4 s <= V``): rejection sampling, exact: draw uniformly from
-    ``[0, V)`` and draw again only the entries that hit an excluded value (at most a
-    quarter of them, each round), looked up in a per-row membership table of size ``V``.
-    Dense exclusions: each row's allowed values are listed from the membership table and
-    indexed by uniform draws from ``[0, V - s)``.  Rows go in chunks of at most
+    Each row's allowed values are listed from a membership table of size ``V`` and
+    indexed by uniform draws from ``[0, V - s)``; rows are processed in chunks of at most
     ``table_budget`` table entries.
     """
     n, s = excluded.shape
@@ -157,13 +154,6 @@ def uniform_excluding(g: torch.Generator, T: int, V: int, excluded: torch.Tensor
         ex = excluded[r0 : r0 + rows_per_chunk]
         r = ex.shape[0]
         banned = torch.zeros(r, V, dtype=torch.bool).scatter_(1, ex, True)
-        if 4 * s <= V:
-            x = out[r0 : r0 + r].random_(0, V, generator=g)
-            hit = banned.gather(1, x)
-            while bool(hit.any()):
-                x[hit] = torch.randint(0, V, (int(hit.sum()),), generator=g)
-                hit = banned.gather(1, x) & hit
-            continue
         # allowed value v is the (v - #banned values <= v)-th allowed one; banned values
         # are sent to a spare last column
         rank = torch.arange(V) - banned.cumsum(dim=1)

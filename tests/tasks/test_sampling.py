@@ -48,7 +48,7 @@ def test_distinct_integers_are_uniform_over_ordered_tuples(k, m):
     assert chi2 < dof + 6 * (2 * dof) ** 0.5, (chi2, dof)
 
 
-@pytest.mark.parametrize("V,s", [(64, 4), (16, 4), (8, 5)])  # rejection, its edge, the table
+@pytest.mark.parametrize("V,s", [(64, 4), (16, 4), (8, 5)])
 def test_uniform_excluding_is_uniform_over_the_allowed_values(V, s):
     n, T = 2_000, 60
     ex = distinct_integers(gen(2), n, s, 0, V)
