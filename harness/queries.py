@@ -1,0 +1,323 @@
+"""Read-only queries over the results store, shaped for the dashboard.
+
+Everything here reads; nothing writes.  Each function takes a :class:`~harness.store.Store`
+opened with ``readonly=True`` (see :func:`open_store`) and returns a pandas frame or plain
+data.  The SQL is plain SQLAlchemy (no dialect-specific functions), so the same queries run
+on SQLite and PostgreSQL; each one selects only the columns its page shows.
+
+The ranking is not re-implemented: :func:`leaderboard` filters a
+:meth:`Store.score_frame` and hands it to :func:`harness.ranking.rank`, the function behind
+``archbench leaderboard``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Engine, event, func, select
+
+from harness.ranking import KEY, Leaderboard, choose_lr, rank
+from harness.store import Checkpoint, Environment, KernelBenchmark, Metric, Run, Store
+
+NO_SWEEP = "(no sweep)"
+"""How runs started outside a sweep (``sweep`` is NULL) are named in filters."""
+
+KERNEL_BASELINE = ("softmax", "sdpa")
+"""``kernels.registry.BASELINE``, repeated here because importing that module loads torch."""
+
+_SIZE = re.compile(r"^d(\d+)-L(\d+)-H(\d+)$")
+_IN_CHUNK = 500  # ids per IN (...) clause: far below every backend's bound-parameter limit
+
+
+def open_store(url: str | None = None) -> Store:
+    """The store at ``url`` (``--db``, ``$ARCHBENCH_DB`` or the default), read-only.
+
+    Read-only twice over: the store never commits, and every connection is opened read-only
+    by the database itself (SQLite ``PRAGMA query_only``, PostgreSQL read-only transactions),
+    so a write would fail rather than land.  A missing database, one without results or one
+    with an older schema raises :class:`harness.errors.UserError` whose message names the
+    command that fixes it.
+    """
+    store = Store(url, readonly=True)
+    _read_only_connections(store.engine)
+    return store
+
+
+def _read_only_connections(engine: Engine) -> None:
+    backend = engine.dialect.name
+
+    @event.listens_for(engine, "connect")
+    def _read_only(dbapi_conn, _record) -> None:  # noqa: ANN001
+        cur = dbapi_conn.cursor()
+        if backend == "sqlite":
+            cur.execute("PRAGMA query_only = ON")
+        elif backend == "postgresql":
+            cur.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+        cur.close()
+        if backend == "postgresql":
+            dbapi_conn.commit()  # a SET inside a transaction that is rolled back would be undone
+
+    engine.dispose()  # the connection pooled while the store checked the schema predates the hook
+
+
+def _frame(rows: Iterable[Any], columns: Sequence[str]) -> pd.DataFrame:
+    # plain tuples: a Row with a column called ``dtype`` would look array-like to pandas
+    return pd.DataFrame([tuple(r) for r in rows], columns=list(columns))
+
+
+def _chunks(ids: Sequence[str]) -> Iterable[list[str]]:
+    ids = list(ids)
+    for i in range(0, len(ids), _IN_CHUNK):
+        yield ids[i:i + _IN_CHUNK]
+
+
+# -- the leaderboard --------------------------------------------------------------------
+
+def size_parts(size: str) -> tuple[int | None, int | None, int | None]:
+    """``"d64-L2-H2"`` -> ``(64, 2, 2)``; labels of another shape give ``None`` parts."""
+    m = _SIZE.match(size or "")
+    return (int(m[1]), int(m[2]), int(m[3])) if m else (None, None, None)
+
+
+def score_frame(store: Store) -> pd.DataFrame:
+    """Every ``done`` run with its headline scores (the ranking's input), plus
+    ``d_model`` and ``n_layers`` read off the size label for the size filters."""
+    df = store.score_frame()
+    parts = [size_parts(s) for s in df["size"]]
+    df["d_model"] = pd.array([p[0] for p in parts], dtype="Int64")
+    df["n_layers"] = pd.array([p[1] for p in parts], dtype="Int64")
+    return df
+
+
+def filter_scores(df: pd.DataFrame, *, sweeps: Iterable[str] = (), tasks: Iterable[str] = (),
+                  settings: Iterable[str] = (), d_model: Iterable[int] = (), n_layers: Iterable[int] = (),
+                  min_seeds: int = 1) -> pd.DataFrame:
+    """The runs of a :func:`score_frame` that pass the filters; an empty filter keeps all.
+
+    ``min_seeds`` keeps a (architecture, size, task setting, learning rate) only when that
+    many distinct seeds finished with both scores, so every mean the ranking takes rests
+    on at least that many seeds.
+    """
+    keep = pd.Series(True, index=df.index)
+    sweeps = set(sweeps)
+    if sweeps:
+        keep &= df["sweep"].fillna(NO_SWEEP).isin(sweeps)
+    for col, values in (("task", tasks), ("task_setting", settings)):
+        values = set(values)
+        if values:
+            keep &= df[col].isin(values)
+    for col, values in (("d_model", d_model), ("n_layers", n_layers)):
+        values = {int(v) for v in values}
+        if values and col in df:
+            keep &= df[col].isin(values).fillna(False).astype(bool)
+    out = df[keep]
+    if min_seeds > 1 and not out.empty:
+        scored = out.dropna(subset=["val_score", "test_score"])
+        group = KEY + ["task_setting", "lr"]
+        seeds = scored.groupby(group, dropna=False)["seed"].nunique().rename("_seeds").reset_index()
+        out = out.merge(seeds, on=group, how="left")
+        out = out[out["_seeds"].fillna(0) >= min_seeds].drop(columns="_seeds")
+    return out.reset_index(drop=True)
+
+
+def leaderboard(df: pd.DataFrame, **filters: Any) -> Leaderboard:
+    """:func:`harness.ranking.rank` over the filtered runs, as ``archbench leaderboard`` ranks.
+
+    With no filters this is exactly ``rank(store.score_frame())``: the same rows in the
+    same order, so the same bootstrap intervals as the CLI prints.
+    """
+    base = filter_scores(df, **filters).drop(columns=["d_model", "n_layers"], errors="ignore")
+    return rank(base)
+
+
+def status_counts(store: Store) -> dict[str, int]:
+    return store.status_counts()
+
+
+# -- probes -----------------------------------------------------------------------------
+
+def task_run_counts(store: Store) -> dict[str, int]:
+    """Finished runs per task."""
+    q = select(Run.task, func.count()).where(Run.status == "done").group_by(Run.task)
+    with store.session() as s:
+        return {t: int(n) for t, n in s.execute(q).all()}
+
+
+def task_params(store: Store, task: str) -> pd.DataFrame:
+    """One row per task setting of ``task``: its resolved knobs (from one run's stored config)."""
+    first = (select(Run.task_setting, func.min(Run.id).label("run_id"))
+             .where(Run.task == task, Run.status == "done").group_by(Run.task_setting).subquery())
+    q = select(first.c.task_setting, Run.config).join(Run, Run.id == first.c.run_id)
+    with store.session() as s:
+        rows = s.execute(q).all()
+    out = []
+    for setting, config in rows:
+        params = dict(((config or {}).get("task") or {}).get("params") or {})
+        for k in ("n_train", "n_val", "n_test"):
+            params.pop(k, None)
+        out.append({"task_setting": setting, **{k: _knob(v) for k, v in params.items()}})
+    return pd.DataFrame(out)
+
+
+def _knob(v: Any) -> Any:
+    return tuple(v) if isinstance(v, list) else v
+
+
+def varying_knobs(params: pd.DataFrame) -> list[str]:
+    """Knobs whose value differs between settings and that are numbers (a difficulty axis)."""
+    knobs = []
+    for c in params.columns:
+        if c == "task_setting":
+            continue
+        vals = params[c].dropna()
+        if vals.map(repr).nunique() > 1 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+            knobs.append(c)
+    return knobs
+
+
+def probe_finals(store: Store, task: str, *, chosen_lr: bool = True) -> pd.DataFrame:
+    """Final metrics of the ``done`` runs of ``task``, one row per (run, split, name).
+
+    With ``chosen_lr`` only the runs at the learning rate the leaderboard chose for their
+    (architecture, size, task setting) are kept, so the plots show what the ranking used.
+    Columns: run_id, arch_label, size, task_setting, lr, seed, split, name, value.
+    """
+    cols = [Run.id, Run.arch_label, Run.size, Run.task_setting, Run.lr, Run.seed, Metric.split, Metric.name,
+            Metric.value]
+    q = (select(*cols).select_from(Run).join(Metric, Metric.run_id == Run.id)
+         .where(Run.task == task, Run.status == "done", Metric.final.is_(True)))
+    with store.session() as s:
+        df = _frame(s.execute(q).all(), ["run_id", "arch_label", "size", "task_setting", "lr", "seed", "split",
+                                         "name", "value"])
+    if chosen_lr and not df.empty:
+        chosen = chosen_runs(store, task)
+        df = df[df["run_id"].isin(set(chosen["id"]))]
+    return df.reset_index(drop=True)
+
+
+def chosen_runs(store: Store, task: str | None = None) -> pd.DataFrame:
+    """The ``done`` runs at the learning rate the ranking chose (best mean val score)."""
+    sf = store.score_frame(task=task).dropna(subset=["val_score", "test_score"])
+    if sf.empty:
+        return sf
+    chosen = choose_lr(sf)[KEY + ["task_setting", "lr"]]
+    return sf.merge(chosen, on=KEY + ["task_setting", "lr"])
+
+
+def curve_frame(store: Store, run_ids: Sequence[str], *, names: Sequence[str] | None = None) -> pd.DataFrame:
+    """Learning-curve points (``final=False``) of the runs: run_id, split, name, step, value."""
+    out = []
+    for ids in _chunks(run_ids):
+        q = (select(Metric.run_id, Metric.split, Metric.name, Metric.step, Metric.value)
+             .where(Metric.run_id.in_(ids), Metric.final.is_(False)))
+        if names:
+            q = q.where(Metric.name.in_(list(names)))
+        with store.session() as s:
+            out.extend(s.execute(q).all())
+    return _frame(out, ["run_id", "split", "name", "step", "value"]).sort_values(["run_id", "step"],
+                                                                                 ignore_index=True)
+
+
+# -- kernels ----------------------------------------------------------------------------
+
+_KERNEL_COLS = ["id", "op", "impl", "mode", "dtype", "batch", "seq_len", "heads", "head_dim", "causal", "status",
+                "error", "median_ms", "tflops", "peak_fraction", "tokens_per_s", "peak_mem_bytes", "device_name",
+                "git_sha", "created_at"]
+
+
+def kernel_frame(store: Store) -> pd.DataFrame:
+    """Every kernel benchmark row (oldest first) with ``shape`` (``B1-H4-D64``, ``-full``
+    when not causal) and ``kernel`` (``op/impl``) labels."""
+    cols = [getattr(KernelBenchmark, c) for c in _KERNEL_COLS]
+    with store.session() as s:
+        df = _frame(s.execute(select(*cols).order_by(KernelBenchmark.created_at, KernelBenchmark.id)).all(),
+                    _KERNEL_COLS)
+    if df.empty:
+        return df.assign(shape=pd.Series(dtype=str), kernel=pd.Series(dtype=str))
+    df["shape"] = [f"B{b}-H{h}-D{d}" + ("" if c else "-full")
+                   for b, h, d, c in zip(df["batch"], df["heads"], df["head_dim"], df["causal"])]
+    df["kernel"] = df["op"] + "/" + df["impl"]
+    df["created_at"] = pd.to_datetime(df["created_at"])
+    return df
+
+
+def latest_kernels(df: pd.DataFrame) -> pd.DataFrame:
+    """The newest row per (kernel, mode, dtype, shape, seq_len, device), with ``vs_sdpa``:
+    its time over the newest SDPA time at the same point."""
+    if df.empty:
+        return df.assign(vs_sdpa=pd.Series(dtype=float))
+    point = ["mode", "dtype", "shape", "seq_len", "device_name"]
+    latest = df.sort_values(["created_at", "id"]).drop_duplicates(["op", "impl", *point], keep="last")
+    base = latest[(latest["op"] == KERNEL_BASELINE[0]) & (latest["impl"] == KERNEL_BASELINE[1])]
+    latest = latest.merge(base[[*point, "median_ms"]].rename(columns={"median_ms": "_base"}), on=point, how="left")
+    latest["vs_sdpa"] = latest["median_ms"] / latest["_base"]
+    return latest.drop(columns="_base").reset_index(drop=True)
+
+
+# -- runs -------------------------------------------------------------------------------
+
+_RUN_COLS = ["id", "status", "arch_label", "size", "task", "task_setting", "lr", "seed", "sweep", "step",
+             "val_score", "test_score", "duration_s", "created_at"]
+
+
+def runs_frame(store: Store) -> pd.DataFrame:
+    """Every run (newest first) with the columns the runs table shows."""
+    cols = [getattr(Run, c) for c in _RUN_COLS]
+    with store.session() as s:
+        rows = s.execute(select(*cols).order_by(Run.created_at.desc(), Run.id)).all()
+    return _frame(rows, _RUN_COLS)
+
+
+def search_runs(df: pd.DataFrame, text: str) -> pd.DataFrame:
+    """Runs whose id, architecture, size, task setting, status or sweep contain every word
+    of ``text`` (case-insensitive)."""
+    words = [w for w in (text or "").lower().split() if w]
+    if not words or df.empty:
+        return df
+    hay = (df["id"].astype(str) + " " + df["arch_label"].astype(str) + " " + df["size"].astype(str) + " "
+           + df["task_setting"].astype(str) + " " + df["status"].astype(str) + " "
+           + df["sweep"].fillna("").astype(str)).str.lower()
+    keep = pd.Series(True, index=df.index)
+    for w in words:
+        keep &= hay.str.contains(w, regex=False)
+    return df[keep]
+
+
+def run_detail(store: Store, run_id: str) -> dict[str, Any] | None:
+    """One run: its row (config included), environment, checkpoints and metrics."""
+    with store.session() as s:
+        run = s.get(Run, run_id)
+        if run is None:
+            return None
+        row = {c.key: getattr(run, c.key) for c in Run.__table__.columns}
+        env = s.get(Environment, run.environment_id) if run.environment_id else None
+        env_row = {c.key: getattr(env, c.key) for c in Environment.__table__.columns} if env else None
+        ckpts = [dict(path=c.path, sha256=c.sha256, step=c.step, created_at=c.created_at)
+                 for c in s.scalars(select(Checkpoint).where(Checkpoint.run_id == run_id).order_by(Checkpoint.id))]
+    return dict(run=row, environment=env_row, checkpoints=ckpts, metrics=store.metrics(run_id))
+
+
+def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested config as ``{"arch.d_model": 64, ...}`` (lists kept whole)."""
+    if isinstance(config, dict):
+        out: dict[str, Any] = {}
+        for k, v in config.items():
+            out.update(flatten(v, f"{prefix}{k}."))
+        return out if out or not prefix else {prefix[:-1]: {}}
+    return {prefix[:-1]: config}
+
+
+def config_diff(a: dict[str, Any], b: dict[str, Any]) -> pd.DataFrame:
+    """Two configs side by side: key, a, b, differs (values shown as text)."""
+    fa, fb = flatten(a or {}), flatten(b or {})
+    keys = sorted(set(fa) | set(fb))
+    missing = object()
+    rows = []
+    for k in keys:
+        va, vb = fa.get(k, missing), fb.get(k, missing)
+        rows.append(dict(key=k, a="" if va is missing else repr(va), b="" if vb is missing else repr(vb),
+                         differs=va is missing or vb is missing or va != vb))
+    return pd.DataFrame(rows, columns=["key", "a", "b", "differs"])
