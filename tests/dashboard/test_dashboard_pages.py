@@ -1,0 +1,180 @@
+"""The dashboard's pages, run headless with Streamlit's AppTest on seeded databases."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("streamlit", reason="the dashboard needs streamlit (pip install 'archbench[dashboard]')")
+pytest.importorskip("altair", reason="the dashboard needs altair (pip install 'archbench[dashboard]')")
+
+from sqlalchemy import update  # noqa: E402
+from streamlit.testing.v1 import AppTest  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
+
+from harness.cli import app as cli  # noqa: E402
+from harness.store import Run, Store  # noqa: E402
+from tests.conftest import ROOT  # noqa: E402
+from tests.dashboard.seed import make_empty, make_old_schema, seed_database  # noqa: E402
+
+APP = ROOT / "dashboard" / "app.py"
+TIMEOUT = 300  # seconds per script run: generous, for loaded CI machines
+PROBES = ["mqar", "flipflop", "needle", "multiplication", "modular_addition", "state_tracking", "induction"]
+
+
+@pytest.fixture(scope="module")
+def small_db(tmp_path_factory) -> str:
+    """4 architectures x 2 sizes x every probe's settings x 2 lrs x 2 seeds; the d64 runs
+    belong to sweep ``wide``, the rest to ``quick``; a few runs failed or are queued."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('dash') / 'results.db'}"
+    seed_database(url, archs=["transformer", "fox", "path", "nope"], sizes=[(32, 2, 2), (64, 2, 2)],
+                  lrs=[1e-3, 3e-3], seeds=2, curve_points=6)
+    store = Store(url)
+    with store.session() as s:
+        s.execute(update(Run).where(Run.size == "d64-L2-H2").values(sweep="wide"))
+    store.close()
+    return url
+
+
+def run_app(url: str, monkeypatch) -> AppTest:  # noqa: ANN001
+    monkeypatch.setenv("ARCHBENCH_DB", url)
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def cli_board(url: str, *args: str) -> list[dict]:
+    res = CliRunner().invoke(cli, ["leaderboard", "--format", "json", "--db", url, *args])
+    assert res.exit_code == 0, res.output
+    return json.loads(res.stdout)
+
+
+def board(at: AppTest):  # noqa: ANN201
+    """The leaderboard table's data (a display-only ``st.dataframe`` carries no key in AppTest's
+    tree, so it is found by its columns)."""
+    for df in at.dataframe:
+        value = df.value
+        if {"rank", "arch", "score", "ci_low"} <= set(value.columns):
+            return value
+    raise AssertionError(f"no leaderboard table among {len(at.dataframe)} tables")
+
+
+def file_hash(url: str) -> str:
+    return hashlib.sha256(Path(url.removeprefix("sqlite:///")).read_bytes()).hexdigest()
+
+
+def test_every_page_renders_and_writes_nothing(small_db, monkeypatch):
+    before = file_hash(small_db)
+    at = run_app(small_db, monkeypatch)
+    assert board(at).shape[0] == 8  # 4 archs x 2 sizes
+    at.switch_page("views/probes.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    for task in PROBES:
+        at.selectbox(key="probe_task").set_value(task).run()
+        assert not at.exception, (task, [e.value for e in at.exception])
+        assert not at.info, (task, [i.value for i in at.info])  # every probe has data here
+        assert len(at.get("vega_lite_chart")) >= 2, task  # difficulty plot + the probe's own
+    at.switch_page("views/kernels.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.get("vega_lite_chart")) >= 4  # time, TFLOP/s, share of peak, history
+    at.radio(key="k_hist_x").set_value("commit order").run()
+    assert not at.exception
+    at.switch_page("views/runs.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert file_hash(small_db) == before  # the dashboard never writes
+
+
+def test_leaderboard_ranks_like_the_cli(small_db, monkeypatch):
+    at = run_app(small_db, monkeypatch)
+    shown = board(at)
+    expected = cli_board(small_db)
+    assert list(shown["arch"]) == [r["arch"] for r in expected]
+    assert list(shown["size"]) == [r["size"] for r in expected]
+    assert list(shown["rank"]) == [r["rank"] for r in expected]
+    for col in ("score", "ci_low", "ci_high", "win_rate", "n_params", "runs", *PROBES):
+        assert shown[col].tolist() == pytest.approx([r[col] for r in expected], abs=1e-9), col
+    top = at.metric[0]
+    assert top.value == expected[0]["arch"]
+
+    at.multiselect(key="lb_sweep").set_value(["wide"]).run()
+    shown = board(at)
+    wide = cli_board(small_db, "--sweep", "wide")
+    assert set(shown["size"]) == {"d64-L2-H2"}
+    assert list(shown["arch"]) == [r["arch"] for r in wide]
+    assert shown["score"].tolist() == pytest.approx([r["score"] for r in wide])
+
+
+def test_filters_change_the_rows(small_db, monkeypatch):
+    at = run_app(small_db, monkeypatch)
+    full = board(at)
+    at.multiselect(key="lb_d_model").set_value([32]).run()
+    d32 = board(at)
+    assert len(d32) == 4 and set(d32["size"]) == {"d32-L2-H2"}
+    at.multiselect(key="lb_d_model").set_value([]).run()
+    at.multiselect(key="lb_task").set_value(["needle"]).run()
+    needle = board(at)
+    assert [c for c in needle.columns if c in PROBES] == ["needle"]
+    assert (needle["settings"] == 2).all()  # the two needle settings
+    at.multiselect(key="lb_setting").set_value([sorted(set(needle_settings(small_db)))[0]]).run()
+    assert (board(at)["settings"] == 1).all()
+    at.multiselect(key="lb_setting").set_value([]).run()
+    at.multiselect(key="lb_task").set_value([]).run()
+    at.number_input(key="lb_min_seeds").set_value(2).run()
+    two = board(at)
+    assert two["runs"].sum() < full["runs"].sum()  # settings left with one finished seed drop out
+    assert not at.exception
+
+
+def needle_settings(url: str) -> list[str]:
+    store = Store(url, readonly=True)
+    try:
+        return list(store.score_frame(task="needle")["task_setting"])
+    finally:
+        store.close()
+
+
+def test_runs_page_search_detail_and_diff(small_db, monkeypatch):
+    at = run_app(small_db, monkeypatch)
+    at.switch_page("views/runs.py").run()
+    at.text_input(key="runs_search").set_value("fox needle").run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = at.dataframe[0].value
+    assert len(table) > 0
+    assert set(table["arch_label"]) == {"fox"} and set(table["task"]) == {"needle"}
+    assert at.json  # config and environment
+    assert any("checkpoints/" in c.value for c in at.code)
+    # two runs that differ only in their seed: the diff shows exactly that key
+    a = table.iloc[0]
+    twin = table[(table["arch_label"] == a["arch_label"]) & (table["size"] == a["size"])
+                 & (table["task_setting"] == a["task_setting"]) & (table["lr"] == a["lr"])
+                 & (table["seed"] != a["seed"])]
+    at.selectbox(key="runs_a").set_value(a["id"])
+    at.selectbox(key="runs_b").set_value(twin["id"].iloc[0])
+    at.checkbox(key="runs_only_diff").check().run()
+    assert not at.exception, [e.value for e in at.exception]
+    diff = at.dataframe[-1].value
+    assert list(diff["key"]) == ["seed"]
+    at.text_input(key="runs_search").set_value("no-such-run-anywhere").run()
+    assert not at.exception
+    assert "0 of" in " ".join(c.value for c in at.caption)
+
+
+@pytest.mark.parametrize("make, needle, command", [
+    (None, "No results yet", "archbench suite quick"),  # the file does not exist
+    (make_empty, "holds no runs", "archbench suite quick"),
+    (make_old_schema, "older schema", "archbench db upgrade"),
+])
+def test_guidance_instead_of_a_traceback(tmp_path, monkeypatch, make, needle, command):
+    path = tmp_path / "results.db"
+    url = f"sqlite:///{path}"
+    if make is not None:
+        make(url)
+    at = run_app(url, monkeypatch)
+    text = " ".join(e.value for e in [*at.info, *at.warning, *at.error])
+    assert needle in text
+    assert any(command in c.value for c in at.code)
+    assert path.exists() == (make is not None)  # a missing database is not created
