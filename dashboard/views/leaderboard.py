@@ -67,7 +67,7 @@ st.dataframe(
     styler, hide_index=True, width="stretch", height="content" if len(shown) <= 50 else 900,
     column_config={
         "rank": st.column_config.NumberColumn("rank", width="small"),
-        "arch": st.column_config.TextColumn("arch", width="medium", pinned=True),
+        "arch": st.column_config.TextColumn("arch", width=140),
         "score": st.column_config.NumberColumn("score", help="mean normalised test score over task settings"),
         "ci_low": st.column_config.NumberColumn("95% CI low"),
         "ci_high": st.column_config.NumberColumn("95% CI high"),
