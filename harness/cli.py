@@ -437,11 +437,18 @@ def dashboard(db: Optional[str] = DB, port: int = typer.Option(8501, help="port 
     if importlib.util.find_spec("streamlit") is None:
         raise UserError("the dashboard needs Streamlit: pip install 'archbench[dashboard]'")
     url = resolve_url(db)
-    _open(url, readonly=True).close()  # a missing or old database fails here, with its fix
+    try:
+        _open(url, readonly=True).close()
+    except UserError as e:
+        # a missing, empty or older store still gets the page, which says how to fill or upgrade
+        # it (and shows the runs once they arrive); any other failure stops here with its fix
+        if not any(hint in str(e) for hint in ("archbench suite quick", "archbench db upgrade")):
+            raise
+        err.print(f"[yellow]note[/]: {e}", highlight=False, soft_wrap=True)
     app_path = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
     cmd = [sys.executable, "-m", "streamlit", "run", str(app_path), "--server.port", str(port),
            "--server.address", host, "--server.headless", str(not open_browser).lower(),
-           "--browser.gatherUsageStats", "false", "--", "--db", url]
+           "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal", "--", "--db", url]
     out.print(f"archbench dashboard on http://{host}:{port} (reading {url}); Ctrl-C to stop")
     raise typer.Exit(subprocess.call(cmd, env={**os.environ, "ARCHBENCH_DB": url}))
 

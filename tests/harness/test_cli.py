@@ -147,3 +147,17 @@ def test_tasks_and_archs_list_the_registries():
     rows = {r["arch"]: r for r in json.loads(res.output)}
     assert {"transformer", "nope", "sliding"} <= set(rows)
     assert rows["transformer"]["vs_transformer"] == 1.0
+
+
+def test_dashboard_serves_a_missing_store_but_not_a_bad_url(tmp_path, monkeypatch):
+    pytest.importorskip("streamlit")
+    calls = []
+    monkeypatch.setattr(subprocess, "call", lambda cmd, env: calls.append((cmd, env)) or 0)  # no server
+    res = invoke("dashboard", "--db", "nosuchdialect://x")
+    assert res.exit_code == 2 and "cannot use database URL" in res.output and not calls
+    res = invoke("dashboard", "--db", tmp_path / "missing.db", "--port", 8765)
+    assert res.exit_code == 0, res.output
+    assert "archbench suite quick" in res.output            # the note; the page shows the same
+    (cmd, env), = calls
+    assert cmd[cmd.index("--server.port") + 1] == "8765" and env["ARCHBENCH_DB"].endswith("missing.db")
+    assert not (tmp_path / "missing.db").exists()
