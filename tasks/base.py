@@ -39,7 +39,11 @@ class TaskConfig(BaseModel):
 class LengthOODConfig(TaskConfig):
     """For tasks with an ``ood_len`` split: ``ood_seq_len`` defaults to twice ``seq_len``.
 
-    Subclasses declare both fields and check ``ood_seq_len > seq_len`` themselves."""
+    Subclasses may redeclare both fields (bounds, descriptions) and check
+    ``ood_seq_len > seq_len`` themselves."""
+
+    seq_len: int = Field(64, ge=1, description="sequence length T of train/val/test")
+    ood_seq_len: int | None = Field(None, description="length of the ood_len split (default 2 * seq_len)")
 
     @model_validator(mode="before")
     @classmethod
@@ -51,6 +55,22 @@ class LengthOODConfig(TaskConfig):
             except (TypeError, ValueError):
                 pass  # an invalid seq_len gets its own error from the field
         return data
+
+
+class LengthOODSplits:
+    """Task mixin for a :class:`LengthOODConfig`: ``train``, ``val``, ``test`` at ``seq_len``
+    and ``ood_len`` at ``ood_seq_len``."""
+
+    config: LengthOODConfig
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        return ("train", "val", "test", "ood_len")
+
+    def split_len(self, split: str) -> int:
+        c = self.config
+        assert c.ood_seq_len is not None
+        return c.ood_seq_len if split == "ood_len" else c.seq_len
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,8 @@ from typing import ClassVar
 import torch
 from pydantic import Field, model_validator
 
-from tasks.base import IGNORE, LengthOODConfig, Task, TaskData, TextExample, scored_rows, split_generator
+from tasks.base import (IGNORE, LengthOODConfig, LengthOODSplits, Task, TaskData, TextExample, scored_rows,
+                        split_generator)
 from tasks.registry import register_task
 from tasks.sampling import distinct_integers, sorted_uniform_ints, uniform_excluding
 
@@ -87,7 +88,7 @@ def generate_induction(g: torch.Generator, n: int, vocab_size: int, seq_len: int
 
 
 @register_task("induction")
-class Induction(Task):
+class Induction(LengthOODSplits, Task):
     Config = InductionConfig
     description = "induction: continue the later copies of a repeated random segment (1-layer models)"
     knob: ClassVar[str] = "seq_len"
@@ -103,15 +104,6 @@ class Induction(Task):
     @property
     def vocab_size(self) -> int:
         return self.config.vocab_size
-
-    @property
-    def splits(self) -> tuple[str, ...]:
-        return ("train", "val", "test", "ood_len")
-
-    def split_len(self, split: str) -> int:
-        c = self.config
-        assert c.ood_seq_len is not None
-        return c.ood_seq_len if split == "ood_len" else c.seq_len
 
     def generate(self, split: str, n: int | None = None, seed: int = 0) -> TaskData:
         self.check_split(split)

@@ -31,7 +31,7 @@ from typing import ClassVar, Literal
 import torch
 from pydantic import Field, model_validator
 
-from tasks.base import LengthOODConfig, Task, TaskData, TextExample, split_generator
+from tasks.base import LengthOODConfig, LengthOODSplits, Task, TaskData, TextExample, split_generator
 from tasks.registry import register_task
 
 GroupName = Literal["Z60", "S3", "A4", "S4", "A5", "S5"]
@@ -101,7 +101,7 @@ def running_products(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
 
 
 @register_task("state_tracking")
-class StateTracking(Task):
+class StateTracking(LengthOODSplits, Task):
     Config = StateTrackingConfig
     description = "group word problem (A5, S5, Z60 ...): output the running product at every position"
     knob: ClassVar[str] = "seq_len"
@@ -126,17 +126,8 @@ class StateTracking(Task):
         return self.group_size
 
     @property
-    def splits(self) -> tuple[str, ...]:
-        return ("train", "val", "test", "ood_len")
-
-    @property
     def chance(self) -> float:
         return 1.0 / self.group_size
-
-    def split_len(self, split: str) -> int:
-        c = self.config
-        assert c.ood_seq_len is not None
-        return c.ood_seq_len if split == "ood_len" else c.seq_len
 
     def generate(self, split: str, n: int | None = None, seed: int = 0) -> TaskData:
         self.check_split(split)

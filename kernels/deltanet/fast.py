@@ -24,24 +24,14 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
+
+from kernels.chunking import to_chunks
 
 L2_EPS = 1e-6
 
 
 def l2_normalize(x: torch.Tensor) -> torch.Tensor:
     return x * torch.rsqrt((x * x).sum(-1, keepdim=True) + L2_EPS)
-
-
-def to_chunks(x: torch.Tensor, n_chunks: int, chunk: int) -> torch.Tensor:
-    """``[B, T, H, ...]`` -> contiguous ``[B*H, N, C, ...]``, zero-padding time to ``N*C``."""
-    b, t, h = x.shape[:3]
-    rest = x.shape[3:]
-    x = x.movedim(2, 1)
-    pad = n_chunks * chunk - t
-    if pad:
-        x = F.pad(x, (0, 0) * len(rest) + (0, pad))
-    return x.reshape(b * h, n_chunks, chunk, *rest).contiguous()
 
 
 def deltanet_prep(q, k, v, beta, scale: float, chunk: int):

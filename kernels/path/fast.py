@@ -45,16 +45,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-
-def to_chunks(x: torch.Tensor, n_chunks: int, chunk: int) -> torch.Tensor:
-    """``[B, T, H, ...]`` -> ``[B*H, N, C, ...]``, zero-padding time to ``N*C``."""
-    b, t, h = x.shape[:3]
-    rest = x.shape[3:]
-    x = x.movedim(2, 1)
-    pad = n_chunks * chunk - t
-    if pad:
-        x = F.pad(x, (0, 0) * len(rest) + (0, pad))
-    return x.reshape(b * h, n_chunks, chunk, *rest).contiguous()
+from kernels.chunking import from_chunks, to_chunks
 
 
 def to_chunk_pairs(x: torch.Tensor, y: torch.Tensor, n_chunks: int, chunk: int) -> torch.Tensor:
@@ -67,12 +58,6 @@ def to_chunk_pairs(x: torch.Tensor, y: torch.Tensor, n_chunks: int, chunk: int) 
         xy = F.pad(xy, (0, 0, 0, pad))
     xy = xy.reshape(b, h, 2, n_chunks, chunk, d).transpose(2, 3)
     return xy.reshape(b * h, n_chunks, 2 * chunk, d)
-
-
-def from_chunks(x: torch.Tensor, b: int, t: int, h: int) -> torch.Tensor:
-    """``[B*H, N, C, D]`` -> ``[B, T, H, D]`` (drops the padding)."""
-    d = x.shape[-1]
-    return x.reshape(b, h, -1, d)[:, :, :t].movedim(1, 2)
 
 
 def path_prep(q, k, w, beta, log_f, scale: float, chunk: int):

@@ -41,7 +41,8 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.path.fast import from_chunks, path_prep, to_chunks
+from kernels.chunking import from_chunks, to_chunks
+from kernels.path.fast import path_prep
 from kernels.triton_utils import dot_precision, on_device, pow2_block
 
 
