@@ -7,7 +7,6 @@ fix and exits with status 2; nothing is written to the store in that case.
 from __future__ import annotations
 
 import functools
-import json
 import signal
 import sys
 from pathlib import Path
@@ -546,6 +545,9 @@ def bench_cmd(
 
 
 def main() -> None:
+    from kernels.cpu_memory import keep_freed_memory
+
+    keep_freed_memory()  # CPU ops stop page-faulting their temporaries in (see the module)
     app()
 
 

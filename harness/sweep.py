@@ -18,6 +18,7 @@ import torch
 from harness.config import RunConfig, run_id
 from harness.store import Store
 from harness.train import RunResult, run_fields, train_run
+from kernels.cpu_memory import keep_freed_memory
 
 _worker_store: Store | None = None
 
@@ -27,6 +28,7 @@ def _init_worker(url: str, threads: int) -> None:
     from harness.plugins import load_plugins
 
     load_plugins()  # the parent exported its plugins in ARCHBENCH_PLUGINS
+    keep_freed_memory()
     torch.set_num_threads(threads)
     _worker_store = Store(url)
 

@@ -25,6 +25,7 @@ from typing import Any, Callable
 import torch
 from torch.utils.benchmark import Timer
 
+from kernels.cpu_memory import keep_freed_memory
 from kernels.registry import BASELINE, KernelEntry, KernelShape, get_kernel, kernel_entries
 
 MODES = ("fwd", "fwd+bwd")
@@ -129,6 +130,7 @@ def format_table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    keep_freed_memory()  # as the archbench CLI does: no page faults skewing the ratios
     p = argparse.ArgumentParser(prog="python -m kernels.benchmark", description=__doc__.split("\n")[0])
     p.add_argument("--ops", nargs="+", default=None, help="op names (default: all available)")
     p.add_argument("--T", nargs="+", type=int, default=[256, 1024, 4096], help="sequence lengths")
