@@ -123,23 +123,15 @@ def test_ran_interpreted_and_every_case(report):
         assert errs["out"][1] > 0.5, name  # the comparison is not vacuous
 
 
-def _check(errs, names, tol, case):
-    assert len(errs["grads"]) == len(names), case
-    err, scale = errs["out"]
-    assert err <= tol["out"] * max(1.0, scale), (case, "out", err, scale)
-    for var, (err, scale) in zip(names, errs["grads"]):
-        assert err <= tol["grads"] * max(1.0, scale), (case, f"grad of {var}", err, scale)
-
-
 # batch 2, heads > 1; T = 37 (three interpreter blocks of 16, ragged tail), T = 32 (two
 # full blocks), T = 1; gamma a float (no gradient), 0-d, per head (some negative) and per
 # position; head_dim 24 (half = 12, padded to 16); custom scale and RoPE base; q, k, v as
 # non-contiguous views of one fused projection.
 @pytest.mark.parametrize("case", sorted(GAMMA_CASES))
-def test_momentum_triton_matches_reference_fp32(report, case):
-    _check(report["cases"][case], ["q", "k", "v", "gamma"][:GAMMA_CASES[case]], TOL, case)
+def test_momentum_triton_matches_reference_fp32(report, check_errors, case):
+    check_errors(report["cases"][case], ["q", "k", "v", "gamma"][:GAMMA_CASES[case]], TOL, case)
 
 
 @pytest.mark.parametrize("case", sorted(SHEAR_CASES))
-def test_shear_rope_kernel_matches_reference(report, case):
-    _check(report["cases"][case], ["x", "gamma"], TOL_FP16 if "fp16" in case else TOL, case)
+def test_shear_rope_kernel_matches_reference(report, check_errors, case):
+    check_errors(report["cases"][case], ["x", "gamma"], TOL_FP16 if "fp16" in case else TOL, case)
