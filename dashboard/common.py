@@ -16,7 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from harness import queries
-from harness.errors import UserError
+from harness.errors import NewerSchema, OlderSchema, StoreNotReady, UserError
 from harness.store import resolve_url
 
 TTL = 10  # seconds a query result is reused
@@ -52,20 +52,21 @@ def open_or_explain(url: str) -> bool:
         _store(url)
         return True
     except UserError as e:
-        explain(url, str(e))
+        explain(url, e)
         return False
 
 
-def explain(url: str, message: str) -> None:
+def explain(url: str, error: UserError) -> None:
     st.title("archbench")
-    if "older schema" in message:
+    message = str(error)
+    if isinstance(error, OlderSchema):
         st.warning(f"This results database was written by an older archbench. {message}")
         st.markdown("Migrate it (the runs are kept), then reload this page:")
         st.code(f"archbench db upgrade --db {url}", language="bash")
-    elif "newer archbench" in message:
+    elif isinstance(error, NewerSchema):
         st.error(message)
         st.code("pip install -U archbench", language="bash")
-    elif "suite quick" in message:
+    elif isinstance(error, StoreNotReady):
         st.info(f"No results yet. {message}")
         no_results_help(url)
     else:

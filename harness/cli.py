@@ -430,7 +430,7 @@ def dashboard(db: Optional[str] = DB, port: int = typer.Option(8501, help="port 
     import os
     import subprocess
 
-    from harness.errors import UserError
+    from harness.errors import OlderSchema, StoreNotReady, UserError
     from harness.store import resolve_url
 
     if importlib.util.find_spec("streamlit") is None:
@@ -438,11 +438,9 @@ def dashboard(db: Optional[str] = DB, port: int = typer.Option(8501, help="port 
     url = resolve_url(db)
     try:
         _open(url, readonly=True).close()
-    except UserError as e:
+    except (StoreNotReady, OlderSchema) as e:
         # a missing, empty or older store still gets the page, which says how to fill or upgrade
         # it (and shows the runs once they arrive); any other failure stops here with its fix
-        if not any(hint in str(e) for hint in ("archbench suite quick", "archbench db upgrade")):
-            raise
         err.print(f"[yellow]note[/]: {e}", highlight=False, soft_wrap=True)
     app_path = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
     cmd = [sys.executable, "-m", "streamlit", "run", str(app_path), "--server.port", str(port),

@@ -19,7 +19,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 
-from harness.errors import UserError
+from harness.errors import NewerSchema, OlderSchema, StoreNotReady, UserError
 
 DEFAULT_URL = "sqlite:///results.db"
 BUSY_TIMEOUT_MS = 120_000
@@ -59,7 +59,7 @@ def create(url: str, readonly: bool = False) -> Engine:
             _tune_sqlite(engine, readonly)
             db = engine.url.database
             if readonly and db and db != ":memory:" and not Path(db).exists():
-                raise UserError(f"no results database at {db!r} yet; run `archbench suite quick` to make one")
+                raise StoreNotReady(f"no results database at {db!r} yet; run `archbench suite quick` to make one")
             if db and db != ":memory:" and not Path(db).parent.resolve().is_dir():
                 raise UserError(f"cannot create {db!r}: directory {str(Path(db).parent)!r} does not exist")
         else:
@@ -121,8 +121,8 @@ def check_schema(engine: Engine, url: str, auto_upgrade: bool) -> None:
     if not auto_upgrade:
         _refuse_unknown(url, current, has_tables(engine))
         if current is None:
-            raise UserError(f"database {url!r} holds no results yet; run `archbench suite quick` to make some")
-        raise UserError(
+            raise StoreNotReady(f"database {url!r} holds no results yet; run `archbench suite quick` to make some")
+        raise OlderSchema(
             f"database {url!r} has an older schema ({current}, newest {head}); run `archbench db upgrade --db {url}`"
         )
     cfg = _alembic_config()
@@ -138,7 +138,7 @@ def check_schema(engine: Engine, url: str, auto_upgrade: bool) -> None:
 def _refuse_unknown(url: str, current: str | None, tables: bool) -> None:
     known = {s.revision for s in ScriptDirectory.from_config(_alembic_config()).walk_revisions()}
     if current is not None and current not in known:
-        raise UserError(
+        raise NewerSchema(
             f"database {url!r} has schema revision {current}, which this archbench does not know; "
             f"it was written by a newer archbench: upgrade archbench (pip install -U archbench)"
         )
