@@ -2,15 +2,16 @@
 
 A :class:`RunConfig` says everything that determines a run.  :func:`resolve` fills in
 every default (task preset and knobs, the mixer's options) so that two spellings of the
-same experiment get the same :func:`run_id`, the hash of the resolved config.
+same experiment get the same :func:`run_id`, the hash of the resolved config.  Beside it,
+:func:`setting_id` (without seed and lr) and :func:`entry_id` (also without the task) say
+which runs are seeds of one leaderboard cell and which cells make one leaderboard row
+(:mod:`harness.identity`).
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import itertools
-import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.errors import UserError
+from harness.identity import entry_id_of, run_id_of, setting_id_of
 from models.config import ArchConfig
 from tasks import resolve_task_params
 
@@ -140,13 +142,19 @@ def format_validation_error(e: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def canonical_json(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-
-
 def run_id(cfg: RunConfig) -> str:
     """16 hex digits of the sha256 of the resolved config's canonical JSON."""
-    return hashlib.sha256(canonical_json(cfg.model_dump(mode="json")).encode()).hexdigest()[:16]
+    return run_id_of(cfg.model_dump(mode="json"))
+
+
+def setting_id(cfg: RunConfig) -> str:
+    """The run id without seed and learning rate: runs of one setting are its seeds and lrs."""
+    return setting_id_of(cfg.model_dump(mode="json"))
+
+
+def entry_id(cfg: RunConfig) -> str:
+    """The setting id without the task: one leaderboard row (see :mod:`harness.identity`)."""
+    return entry_id_of(cfg.model_dump(mode="json"))
 
 
 # -- sweeps -----------------------------------------------------------------------

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from harness import environment
 from harness.config import RunConfig, run_id
 from harness.evaluate import score
+from harness.identity import identity_columns
 from harness.store import Store
 from models import LM, save_checkpoint
 from tasks import IGNORE, Task, TaskData, make_task
@@ -61,10 +62,11 @@ def arch_label(cfg: RunConfig) -> str:
 
 
 def run_fields(cfg: RunConfig, sweep: str | None) -> dict[str, Any]:
+    config = cfg.model_dump(mode="json")
     return dict(
-        config=cfg.model_dump(mode="json"), arch=cfg.arch.name, arch_label=arch_label(cfg),
-        size=cfg.arch.size_label, task=cfg.task.name, task_setting=cfg.task.setting_label,
-        lr=cfg.optimizer.lr, seed=cfg.seed, sweep=sweep,
+        config=config, arch=cfg.arch.name, arch_label=arch_label(cfg), size=cfg.arch.size_label,
+        task=cfg.task.name, task_setting=cfg.task.setting_label, lr=cfg.optimizer.lr, seed=cfg.seed, sweep=sweep,
+        **identity_columns(config),
     )
 
 
@@ -255,9 +257,10 @@ def _train(cfg: RunConfig, rid: str, store: Store, device: torch.device, ckpt_di
     ckpt_path = ckpt_dir / rid
     sha = save_checkpoint(model, ckpt_path, {"run_id": rid, "step": step, "task": cfg.task.model_dump(mode="json"),
                                              "seed": cfg.seed})
+    floor, strategy = task.floor(eval_data[task.test_split], task.test_split)
     scores = dict(metric=task.metric, val_score=final[(task.val_split, task.metric)],
-                  test_score=final[(task.test_split, task.metric)], chance=task.chance,
-                  n_params=model.num_params())
+                  test_score=final[(task.test_split, task.metric)], chance=task.chance, floor=floor,
+                  floor_strategy=strategy, n_params=model.num_params())
     duration = time.perf_counter() - t0
     store.finish_run(rid, status="done", step=step, duration_s=duration,
                      final=[(sp, n, v) for (sp, n), v in final.items()], scores=scores,

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from harness.store import engine as _engine
 from harness.store.schema import (
-    RUN_STATUSES, Checkpoint, Environment, Evaluation, KernelBenchmark, Metric, ProbeBenchmark, Run, utcnow,
+    FINISHED, RUN_STATUSES, Checkpoint, Environment, Evaluation, KernelBenchmark, Metric, ProbeBenchmark, Run, utcnow,
 )
 
 __all__ = [
@@ -137,6 +137,19 @@ class Store:
             run.status, run.step, run.error = status, step, error
             run.finished_at, run.duration_s = utcnow(), duration_s
 
+    def runs_without_floor(self) -> list[tuple[str, dict[str, Any], int]]:
+        """``(run id, config, seed)`` of the done runs stored before floors were (schema 0003)."""
+        q = select(Run.id, Run.config, Run.seed).where(Run.status == "done", Run.floor.is_(None))
+        with self.session() as s:
+            return [tuple(r) for r in s.execute(q).all()]
+
+    def set_floors(self, floors: dict[str, tuple[float, str]]) -> None:
+        """Store ``run id -> (floor, strategy)`` in one transaction."""
+        with self.session() as s:
+            for run_id, (floor, strategy) in floors.items():
+                run = s.get(Run, run_id)
+                run.floor, run.floor_strategy = floor, strategy
+
     # -- evaluations -------------------------------------------------------------------
     def record_evaluation(self, rows: list[dict[str, Any]]) -> None:
         with self.session() as s:
@@ -180,16 +193,19 @@ class Store:
 
     def score_frame(self, *, sweep: str | None = None, task: str | None = None,
                     size: str | None = None) -> pd.DataFrame:
-        """One row per ``done`` run with its headline val/test scores: the ranking's input."""
-        cols = [Run.id, Run.arch, Run.arch_label, Run.size, Run.task, Run.task_setting, Run.lr, Run.seed,
-                Run.sweep, Run.metric, Run.val_score, Run.test_score, Run.chance, Run.n_params]
-        q = select(*cols).where(Run.status == "done")
+        """One row per finished run (``done``, ``failed``, ``diverged``) with its ids, headline
+        val/test scores, floor and config: the ranking's input (:func:`harness.ranking.rank`)."""
+        cols = [Run.id, Run.arch, Run.arch_label, Run.size, Run.entry_id, Run.setting_id, Run.task_id,
+                Run.d_model, Run.n_layers, Run.n_heads, Run.task, Run.task_setting, Run.lr, Run.seed,
+                Run.sweep, Run.status, Run.metric, Run.val_score, Run.test_score, Run.chance, Run.floor,
+                Run.n_params, Run.created_at, Run.finished_at, Run.config]
+        q = select(*cols).where(Run.status.in_(FINISHED))
         for col, val in ((Run.sweep, sweep), (Run.task, task), (Run.size, size)):
             if val is not None:
                 q = q.where(col == val)
         with self.session() as s:
-            rows = s.execute(q).all()
-        return pd.DataFrame(rows, columns=[c.key for c in cols])
+            rows = s.execute(q.order_by(Run.created_at, Run.id)).all()
+        return pd.DataFrame([tuple(r) for r in rows], columns=[c.key for c in cols])
 
     def checkpoints(self, run_id: str) -> list[Checkpoint]:
         with self.session() as s:

@@ -18,6 +18,8 @@ class Base(DeclarativeBase):
 
 
 RUN_STATUSES = ("queued", "running", "done", "failed", "diverged", "interrupted")
+FINISHED = ("done", "failed", "diverged")
+"""Statuses that are results: the leaderboard scores failed and diverged runs as no-skill."""
 
 
 class Environment(Base):
@@ -46,6 +48,12 @@ class Run(Base):
     arch: Mapped[str] = mapped_column(String(64), index=True)
     arch_label: Mapped[str] = mapped_column(String(160))
     size: Mapped[str] = mapped_column(String(32))
+    entry_id: Mapped[str | None] = mapped_column(String(16), index=True)  # config minus seed, lr, task
+    setting_id: Mapped[str | None] = mapped_column(String(16), index=True)  # config minus seed, lr
+    task_id: Mapped[str | None] = mapped_column(String(16))  # the task config alone
+    d_model: Mapped[int | None] = mapped_column(Integer)
+    n_layers: Mapped[int | None] = mapped_column(Integer)
+    n_heads: Mapped[int | None] = mapped_column(Integer)
     task: Mapped[str] = mapped_column(String(64), index=True)
     task_setting: Mapped[str] = mapped_column(String(400))
     lr: Mapped[float] = mapped_column(Float)
@@ -57,6 +65,8 @@ class Run(Base):
     val_score: Mapped[float | None] = mapped_column(Float)  # headline on the val split
     test_score: Mapped[float | None] = mapped_column(Float)  # headline on the test split
     chance: Mapped[float | None] = mapped_column(Float)  # headline metric's chance level
+    floor: Mapped[float | None] = mapped_column(Float)  # strongest no-skill score on test (>= chance)
+    floor_strategy: Mapped[str | None] = mapped_column(String(64))  # which strategy scores the floor
     step: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -107,6 +117,7 @@ class Evaluation(Base):
     task: Mapped[str] = mapped_column(String(64))
     task_config: Mapped[dict[str, Any]] = mapped_column(JSON)
     data_file: Mapped[str | None] = mapped_column(String(1024))
+    data_sha256: Mapped[str | None] = mapped_column(String(64))  # of the data file (a dataset id: NULL)
     split: Mapped[str] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(128))
     value: Mapped[float | None] = mapped_column(Float)

@@ -20,7 +20,8 @@ from typing import Any
 from sqlalchemy import insert
 
 from harness.store import Store
-from harness.store.schema import Checkpoint, Environment, KernelBenchmark, Metric, Run
+from harness.identity import identity_columns
+from harness.store.schema import FINISHED, Checkpoint, Environment, KernelBenchmark, Metric, Run
 
 # architecture label -> (mixer name, options, skill per probe in [0, 1])
 ARCHS: dict[str, tuple[str, dict[str, Any], dict[str, float]]] = {
@@ -259,12 +260,12 @@ def seed_database(url: str, *, runs: int | None = None, metrics: int | None = No
             task_setting=st["label"], lr=lr, seed=sd, sweep=sweep, status=status,
             n_params=n_params if done else None, metric=metric if done else None,
             val_score=fin.get((val_split, metric)), test_score=fin.get((test_split, metric)),
-            chance=chance if done else None, step=steps_total if done else None,
+            chance=chance if done else None, floor=chance if done else None, step=steps_total if done else None,
             error="RuntimeError: CUDA error: out of memory" if status == "failed" else
             ("loss became nan at step 412" if status == "diverged" else None),
             attempts=1, pid=None, host="bench-host", environment_id=ENVIRONMENTS[0]["id"],
-            created_at=created, started_at=created, finished_at=created + timedelta(seconds=95) if done else None,
-            duration_s=95.0 + 10 * rng.random() if done else None))
+            created_at=created, started_at=created, finished_at=created + timedelta(seconds=95) if status in FINISHED else None,
+            duration_s=95.0 + 10 * rng.random() if done else None, **identity_columns(config)))
         if not done and status != "diverged":
             continue
         for k in range(1, curve_points + 1):

@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -164,3 +165,29 @@ def test_url_resolution(monkeypatch):
     assert eng.resolve_url(None) == "sqlite:////tmp/x.db"
     assert eng.resolve_url("my.db") == "sqlite:///my.db"
     assert eng.resolve_url("postgresql://u@h/d") == "postgresql://u@h/d"
+
+
+def test_upgrade_to_0003_fills_identity_from_the_stored_config_and_keeps_scores(tmp_path):
+    from alembic import command
+
+    from harness.config import RunConfig, entry_id, run_id, setting_id
+
+    cfg = RunConfig(arch={"name": "transformer", "d_model": 32, "n_layers": 2, "n_heads": 2},
+                    task={"name": "mqar", "preset": "quick"}, seed=1).resolved()
+    config = cfg.model_dump(mode="json")
+    url = f"sqlite:///{tmp_path / 'v2.db'}"
+    e = eng.create(url)
+    alembic_cfg = eng._alembic_config()
+    with e.begin() as c:
+        alembic_cfg.attributes["connection"] = c
+        command.upgrade(alembic_cfg, "0002")
+        c.execute(text("insert into runs (id, config, arch, arch_label, size, task, task_setting, lr, seed, status, "
+                       "val_score, test_score, chance, attempts, created_at) values (:id, :config, 'transformer', "
+                       "'transformer', 'd32-L2-H2', 'mqar', 'mqar', 0.001, 1, 'done', 0.5, 0.25, 0.0078, 1, "
+                       "'2026-01-01')"), dict(id=run_id(cfg), config=json.dumps(config)))
+    e.dispose()
+    s = Store(url)
+    run = s.get_run(run_id(cfg))
+    assert (run.entry_id, run.setting_id) == (entry_id(cfg), setting_id(cfg))
+    assert (run.d_model, run.n_layers, run.n_heads) == (32, 2, 2)
+    assert (run.val_score, run.test_score, run.floor) == (0.5, 0.25, None)  # numbers kept; floor not yet known
