@@ -92,10 +92,9 @@ def status_counts(url: str) -> dict[str, int]:
 
 @st.cache_data(ttl=TTL, show_spinner=False)
 def leaderboard(url: str, sweeps: tuple = (), tasks: tuple = (), settings: tuple = (), d_model: tuple = (),
-                n_layers: tuple = (), min_seeds: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
-    lb = queries.leaderboard(score_frame(url), sweeps=sweeps, tasks=tasks, settings=settings, d_model=d_model,
-                             n_layers=n_layers, min_seeds=min_seeds)
-    return lb.table, lb.settings
+                n_layers: tuple = (), min_seeds: int = 1, exclude_failed: bool = False) -> queries.Leaderboard:
+    return queries.leaderboard(score_frame(url), sweeps=sweeps, tasks=tasks, settings=settings, d_model=d_model,
+                               n_layers=n_layers, min_seeds=min_seeds, exclude_failed=exclude_failed)
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)

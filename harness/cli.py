@@ -76,7 +76,7 @@ def _fmt(x: Any) -> str:
     return "-" if x is None else str(x)
 
 
-def print_frame(df, fmt: str, title: str | None = None) -> None:  # noqa: ANN001
+def print_frame(df, fmt: str, title: str | None = None, red_rows=None) -> None:  # noqa: ANN001
     from harness.errors import UserError
 
     if fmt == "json":
@@ -92,41 +92,53 @@ def print_frame(df, fmt: str, title: str | None = None) -> None:  # noqa: ANN001
         t = Table(title=title, header_style="bold")
         for c in df.columns:
             t.add_column(str(c), justify="right" if df[c].dtype.kind in "fiu" else "left")
-        for row in df.itertuples(index=False):
-            t.add_row(*(_fmt(v) for v in row))
+        red = [False] * len(df) if red_rows is None else list(red_rows)
+        for row, is_red in zip(df.itertuples(index=False), red):
+            t.add_row(*(_fmt(v) for v in row), style="red" if is_red else None)
         out.print(t)
     else:
         raise UserError(f"unknown --format {fmt!r}; use table, markdown, csv or json")
 
 
-def print_board(table, fmt: str, title: str) -> None:  # noqa: ANN001
-    """The leaderboard; in a terminal too narrow for the per-probe columns, the summary ones."""
-    summary = ["rank", "arch", "size", "score", "ci_low", "ci_high", "win_rate", "n_params", "runs", "settings"]
-    if fmt != "table" or table.empty:
+def print_board(lb, fmt: str, title: str) -> None:  # noqa: ANN001
+    """The leaderboard: ranked entries, then the incomplete ones and the notes. In a terminal
+    too narrow for the per-probe columns, the summary ones."""
+    from harness.ranking import task_columns
+
+    table = lb.table.drop(columns=["entry_id"], errors="ignore")
+    if fmt in ("json", "csv"):
         print_frame(table, fmt, title=title)
         return
-    t = table.copy()  # the terminal view: the interval in one column, short headers
-    t.insert(t.columns.get_loc("ci_low"), "95% CI", [f"{a:.3f}-{b:.3f}" for a, b in zip(t.ci_low, t.ci_high)])
-    t = t.drop(columns=["ci_low", "ci_high"]).rename(columns={"win_rate": "win", "n_params": "params"})
-    probes = [c for c in table.columns if c not in summary]
-    if probes and out.width < 75 + 9 * len(probes):
-        t = t.drop(columns=probes)
-        print_frame(t, fmt, title=title)
-        out.print(f"[dim]per-probe columns ({', '.join(probes)}): widen the terminal or use --format markdown[/]")
-        return
-    print_frame(t, fmt, title=title)
+    if table.empty:
+        print_frame(table, fmt, title=title)
+    else:
+        t = table.copy()  # the interval in one column, short headers
+        t.insert(t.columns.get_loc("ci_low"), "95% CI", [
+            f"{a:.3f}-{b:.3f}" if a == a else "none (1 seed)" for a, b in zip(t.ci_low, t.ci_high)])
+        t = t.drop(columns=["ci_low", "ci_high"]).rename(columns={"win_rate": "win", "n_params": "params"})
+        probes = task_columns(table)
+        if fmt == "table" and probes and out.width < 90 + 9 * len(probes):
+            t = t.drop(columns=probes)
+            print_frame(t, fmt, title=title, red_rows=t["failed"] > 0)
+            out.print(f"[dim]per-probe columns ({', '.join(probes)}): widen the terminal or use --format markdown[/]")
+        else:
+            print_frame(t, fmt, title=title, red_rows=t["failed"] > 0)
+        spreads = lb.spreads()
+        if spreads:
+            dead = [c for c, v in spreads.items() if v < 0.05]
+            line = "column spread (max - min): " + ", ".join(f"{c} {v:.2f}" for c, v in spreads.items())
+            out.print(line + (f"; [red]separates nothing (< 0.05): {', '.join(dead)}[/]" if dead else ""),
+                      highlight=False)
+    if not lb.incomplete.empty:
+        print_frame(lb.incomplete, fmt, title="incomplete (not ranked: missing task settings)")
+    for note in lb.notes:
+        out.print(f"[yellow]note:[/] {note}", highlight=False)
 
 
 def _open(db: str | None, readonly: bool = False):  # noqa: ANN202
     from harness.store import Store
 
     return Store(db, readonly=readonly)
-
-
-def _leaderboard_frame(store, sweep: str | None = None, task: str | None = None, size: str | None = None):  # noqa: ANN001, ANN202
-    from harness.ranking import rank
-
-    return rank(store.score_frame(sweep=sweep, task=task, size=size))
 
 
 # -- train / eval ---------------------------------------------------------------------
@@ -200,7 +212,8 @@ def eval_(
     task: Optional[str] = typer.Option(None, help="task to evaluate on (default: the one trained on)"),
     preset: Optional[str] = typer.Option(None, help="task preset"),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="task knob override, e.g. seq_len=256"),
-    data: Optional[Path] = typer.Option(None, "--data", help=".npz/.safetensors with int tensors inputs, labels [n, T]"),
+    data: Optional[str] = typer.Option(None, "--data", help="a test set: .npz/.safetensors (inputs, labels [n, T]), "
+                                       "or the task's text format (.jsonl, .parquet, a Hugging Face dataset)"),
     split: Optional[list[str]] = typer.Option(None, "--split", help="splits to score (default: all but train)"),
     seed: Optional[int] = typer.Option(None, help="data seed (default: the run's seed)"),
     db: Optional[str] = DB, fmt: str = FORMAT, plugin: Optional[list[str]] = PLUGIN,
@@ -246,8 +259,10 @@ def _run_sweep_file(path: Path, jobs: int, dry_run: bool, db: str | None, checkp
         k = r.status.split(":")[0]
         counts[k] = counts.get(k, 0) + 1
     out.print(", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
-    lb = _leaderboard_frame(store, sweep=sweep.name)
-    print_board(lb.table, "table", title=f"leaderboard: {sweep.name}")
+    from harness.queries import scoped_leaderboard
+
+    lb, _ = scoped_leaderboard(store.score_frame(), sweep=sweep.name)
+    print_board(lb, "table", title=f"leaderboard: {sweep.name}")
 
 
 JOBS = typer.Option(1, "--jobs", "-j", min=1, help="runs at a time (local process pool)")
@@ -280,12 +295,18 @@ def suite(name: str = typer.Argument("quick", help="built-in suite (quick, ...)"
 @app.command()
 @handles_errors
 def leaderboard(fmt: str = FORMAT, db: Optional[str] = DB,
-                sweep: Optional[str] = typer.Option(None, help="only runs of this sweep"),
+                sweep: Optional[str] = typer.Option(None, "--sweep", "--suite",
+                                                    help="rank this sweep or suite (default: the latest)"),
+                every: bool = typer.Option(False, "--all", help="rank every run in the store, all sweeps together"),
                 task: Optional[str] = typer.Option(None, help="only this task"),
                 size: Optional[str] = typer.Option(None, help="only this size, e.g. d64-L2-H2"),
+                exclude_failed: bool = typer.Option(False, "--exclude-failed",
+                                                    help="leave failed and diverged runs out (default: they score 0)"),
                 settings: bool = typer.Option(False, "--settings", help="per task setting: chosen lr and scores"),
                 kernels: bool = typer.Option(False, "--kernels", help="latest kernel benchmarks, not the ranking")) -> None:
-    """Rank architectures: best lr on val, its test score, normalised against chance."""
+    """Rank architectures: best lr on val, its test score over the no-skill floor, failures as 0."""
+    from harness.queries import scoped_leaderboard
+
     store = _open(db, readonly=True)
     if kernels:
         from harness.bench import latest_kernel_frame
@@ -296,14 +317,17 @@ def leaderboard(fmt: str = FORMAT, db: Optional[str] = DB,
         else:
             print_frame(kb, fmt, title="kernel benchmarks (latest per op, impl, shape, device)")
         return
-    lb = _leaderboard_frame(store, sweep=sweep, task=task, size=size)
-    if lb.table.empty and fmt == "table":
+    frame = store.score_frame(task=task, size=size)
+    if frame.empty and fmt == "table":
         out.print("no finished runs yet; run `archbench suite quick` to make some")
         return
+    lb, scope = scoped_leaderboard(frame, sweep=sweep, every_sweep=every, exclude_failed=exclude_failed)
+    title = f"archbench leaderboard: {scope}" + (" [failures excluded]" if exclude_failed else "")
     if settings:
-        print_frame(lb.settings, fmt, title="archbench leaderboard: per task setting")
+        print_frame(lb.settings.drop(columns=["entry_id", "setting_id", "task_id"], errors="ignore"), fmt,
+                    title=title + ", per task setting")
     else:
-        print_board(lb.table, fmt, title="archbench leaderboard")
+        print_board(lb, fmt, title=title)
 
 
 @app.command()
@@ -335,10 +359,18 @@ def db_upgrade(db: Optional[str] = DB) -> None:
     """Migrate a results database to the newest schema."""
     from harness.store import engine as eng
 
+    from harness.floors import backfill_floors
+    from harness.store import Store
+
     url = eng.resolve_url(db)
     e = eng.create(url)
     before, after = eng.upgrade(e)
     out.print(f"{url}: schema {before or 'empty'} -> {after}")
+    filled, skipped = backfill_floors(Store(url))
+    if filled or skipped:
+        out.print(f"no-skill floors computed for {filled} runs from their stored configs"
+                  + (f"; {len(skipped)} left at chance (e.g. {next(iter(skipped.values()))})" if skipped else ""),
+                  highlight=False)
 
 
 @app.command()

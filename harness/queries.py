@@ -12,14 +12,15 @@ The ranking is not re-implemented: :func:`leaderboard` filters a
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pandas as pd
 from sqlalchemy import Engine, event, func, select
 
-from harness.ranking import KEY, Leaderboard, choose_lr, rank
+from harness.errors import UserError
+from harness.identity import flatten
+from harness.ranking import Leaderboard, choose_lr, prepare, rank, task_columns  # noqa: F401 (dashboard)
 from harness.store import Checkpoint, Environment, KernelBenchmark, Metric, Run, Store
 
 NO_SWEEP = "(no sweep)"
@@ -28,7 +29,6 @@ NO_SWEEP = "(no sweep)"
 KERNEL_BASELINE = ("softmax", "sdpa")
 """``kernels.registry.BASELINE``, repeated here because importing that module loads torch."""
 
-_SIZE = re.compile(r"^d(\d+)-L(\d+)-H(\d+)$")
 _IN_CHUNK = 500  # ids per IN (...) clause: far below every backend's bound-parameter limit
 
 
@@ -76,20 +76,10 @@ def _chunks(ids: Sequence[str]) -> Iterable[list[str]]:
 
 # -- the leaderboard --------------------------------------------------------------------
 
-def size_parts(size: str) -> tuple[int | None, int | None, int | None]:
-    """``"d64-L2-H2"`` -> ``(64, 2, 2)``; labels of another shape give ``None`` parts."""
-    m = _SIZE.match(size or "")
-    return (int(m[1]), int(m[2]), int(m[3])) if m else (None, None, None)
-
-
 def score_frame(store: Store) -> pd.DataFrame:
-    """Every ``done`` run with its headline scores (the ranking's input), plus
-    ``d_model`` and ``n_layers`` read off the size label for the size filters."""
-    df = store.score_frame()
-    parts = [size_parts(s) for s in df["size"]]
-    df["d_model"] = pd.array([p[0] for p in parts], dtype="Int64")
-    df["n_layers"] = pd.array([p[1] for p in parts], dtype="Int64")
-    return df
+    """Every finished run (done, failed, diverged) with its headline scores and ids: the
+    ranking's input (:meth:`Store.score_frame`)."""
+    return store.score_frame()
 
 
 def filter_scores(df: pd.DataFrame, *, sweeps: Iterable[str] = (), tasks: Iterable[str] = (),
@@ -97,9 +87,9 @@ def filter_scores(df: pd.DataFrame, *, sweeps: Iterable[str] = (), tasks: Iterab
                   min_seeds: int = 1) -> pd.DataFrame:
     """The runs of a :func:`score_frame` that pass the filters; an empty filter keeps all.
 
-    ``min_seeds`` keeps a (architecture, size, task setting, learning rate) only when that
-    many distinct seeds finished with both scores, so every mean the ranking takes rests
-    on at least that many seeds.
+    ``min_seeds`` keeps a (setting, learning rate) only when that many distinct seeds
+    finished, failed ones included, so every mean the ranking takes rests on at least that
+    many seeds.
     """
     keep = pd.Series(True, index=df.index)
     sweeps = set(sweeps)
@@ -111,26 +101,50 @@ def filter_scores(df: pd.DataFrame, *, sweeps: Iterable[str] = (), tasks: Iterab
             keep &= df[col].isin(values)
     for col, values in (("d_model", d_model), ("n_layers", n_layers)):
         values = {int(v) for v in values}
-        if values and col in df:
+        if values:
             keep &= df[col].isin(values).fillna(False).astype(bool)
     out = df[keep]
     if min_seeds > 1 and not out.empty:
-        scored = out.dropna(subset=["val_score", "test_score"])
-        group = KEY + ["task_setting", "lr"]
-        seeds = scored.groupby(group, dropna=False)["seed"].nunique().rename("_seeds").reset_index()
-        out = out.merge(seeds, on=group, how="left")
-        out = out[out["_seeds"].fillna(0) >= min_seeds].drop(columns="_seeds")
+        seeds = out.groupby(["setting_id", "lr"], dropna=False)["seed"].transform("nunique")
+        out = out[seeds >= min_seeds]
     return out.reset_index(drop=True)
 
 
-def leaderboard(df: pd.DataFrame, **filters: Any) -> Leaderboard:
+def leaderboard(df: pd.DataFrame, *, exclude_failed: bool = False, **filters: Any) -> Leaderboard:
     """:func:`harness.ranking.rank` over the filtered runs, as ``archbench leaderboard`` ranks.
 
     With no filters this is exactly ``rank(store.score_frame())``: the same rows in the
     same order, so the same bootstrap intervals as the CLI prints.
     """
-    base = filter_scores(df, **filters).drop(columns=["d_model", "n_layers"], errors="ignore")
-    return rank(base)
+    return rank(filter_scores(df, **filters), exclude_failed=exclude_failed)
+
+
+def scoped_leaderboard(df: pd.DataFrame, *, sweep: str | None = None, every_sweep: bool = False,
+                       exclude_failed: bool = False, **filters: Any) -> tuple[Leaderboard, str]:
+    """The leaderboard of one sweep (default: the latest) or of every run, and its scope in words.
+
+    Raises :class:`UserError` for a sweep the store does not hold."""
+    if sweep is not None and every_sweep:
+        raise UserError("give --sweep NAME or --all, not both")
+    if every_sweep:
+        scope = "every run (--all)"
+    else:
+        known = sorted(df["sweep"].dropna().unique())
+        if sweep is not None and sweep not in known:
+            raise UserError(f"no finished runs of sweep {sweep!r}; the store holds "
+                            f"{', '.join(known) or 'no sweeps'} (or use --all)")
+        chosen = sweep or latest_sweep(df)
+        if chosen is not None:
+            filters["sweeps"] = (chosen,)
+        scope = (f"sweep {chosen!r}" + ("" if sweep else " (the latest; --sweep NAME or --all for others)")
+                 if chosen else "every run")
+    return leaderboard(df, exclude_failed=exclude_failed, **filters), scope
+
+
+def latest_sweep(df: pd.DataFrame) -> str | None:
+    """The sweep of the most recently finished run in a :func:`score_frame` (None: no sweeps)."""
+    swept = df.dropna(subset=["sweep", "finished_at"])
+    return None if swept.empty else str(swept.sort_values(["finished_at", "id"])["sweep"].iloc[-1])
 
 
 def status_counts(store: Store) -> dict[str, int]:
@@ -199,12 +213,12 @@ def probe_finals(store: Store, task: str, *, chosen_lr: bool = True) -> pd.DataF
 
 
 def chosen_runs(store: Store, task: str | None = None) -> pd.DataFrame:
-    """The ``done`` runs at the learning rate the ranking chose (best mean val score)."""
-    sf = store.score_frame(task=task).dropna(subset=["val_score", "test_score"])
+    """The finished runs at the learning rate the ranking chose for their setting."""
+    sf = store.score_frame(task=task)
     if sf.empty:
         return sf
-    chosen = choose_lr(sf)[KEY + ["task_setting", "lr"]]
-    return sf.merge(chosen, on=KEY + ["task_setting", "lr"])
+    runs = prepare(sf)
+    return runs.merge(choose_lr(runs)[["setting_id", "lr"]], on=["setting_id", "lr"])
 
 
 def curve_frame(store: Store, run_ids: Sequence[str], *, names: Sequence[str] | None = None) -> pd.DataFrame:
@@ -298,16 +312,6 @@ def run_detail(store: Store, run_id: str) -> dict[str, Any] | None:
         ckpts = [dict(path=c.path, sha256=c.sha256, step=c.step, created_at=c.created_at)
                  for c in s.scalars(select(Checkpoint).where(Checkpoint.run_id == run_id).order_by(Checkpoint.id))]
     return dict(run=row, environment=env_row, checkpoints=ckpts, metrics=store.metrics(run_id))
-
-
-def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
-    """A nested config as ``{"arch.d_model": 64, ...}`` (lists kept whole)."""
-    if isinstance(config, dict):
-        out: dict[str, Any] = {}
-        for k, v in config.items():
-            out.update(flatten(v, f"{prefix}{k}."))
-        return out if out or not prefix else {prefix[:-1]: {}}
-    return {prefix[:-1]: config}
 
 
 def config_diff(a: dict[str, Any], b: dict[str, Any]) -> pd.DataFrame:

@@ -5,21 +5,23 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import common
-from harness.queries import NO_SWEEP
+from harness.queries import NO_SWEEP, latest_sweep, task_columns
 
 url = common.db_url()
 st.title("Leaderboard")
-st.caption("Per (architecture, size, task setting): the learning rate with the best mean **val** score; its "
-           "**test** scores normalised against chance, `max(0, (score - chance) / (1 - chance))`; the mean over "
-           "task settings. 95% CI: bootstrap over seeds. Win rate: share of same-setting comparisons won. "
-           "Same numbers as `archbench leaderboard`.")
+st.caption("An entry is one config but for seed, learning rate and task. Per task setting: the learning rate "
+           "with the best mean **val** score; its **test** scores normalised against the task's no-skill floor "
+           "(the best of chance and trivial strategies), `(score - floor) / (1 - floor)`, averaged over seeds, "
+           "then clipped at 0. Failed and diverged runs score 0. Only entries with the same task settings are "
+           "ranked. 95% CI: bootstrap over seeds with 5+ seeds per setting, else a t-interval; none with one "
+           "seed. Same numbers as `archbench leaderboard`.")
 
 scores = common.score_frame(url)
 if scores.empty:
     counts = common.status_counts(url)
     if counts:
         st.info("No finished runs yet (" + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + "). "
-                "The leaderboard counts runs whose status is `done`.")
+                "The leaderboard counts runs that are done, failed or diverged.")
     else:
         st.info("This database holds no runs yet.")
     common.no_results_help(url)
@@ -34,26 +36,32 @@ sweeps = sorted(scores["sweep"].fillna(NO_SWEEP).unique())
 tasks = sorted(scores["task"].unique())
 f_d = side.multiselect("d_model", d_models, key="lb_d_model", placeholder="all")
 f_l = side.multiselect("n_layers", layers, key="lb_n_layers", placeholder="all")
-f_sweep = side.multiselect("Suite / sweep", sweeps, key="lb_sweep", placeholder="all")
+latest = latest_sweep(scores)
+f_sweep = side.multiselect("Suite / sweep", sweeps, default=[latest] if latest else [], key="lb_sweep",
+                           placeholder="all", help="the latest sweep by default; clear it to rank every run")
 f_task = side.multiselect("Probes", tasks, key="lb_task", placeholder="all")
 setting_pool = scores[scores["task"].isin(f_task)] if f_task else scores
 f_setting = side.multiselect("Task settings", sorted(setting_pool["task_setting"].unique()), key="lb_setting",
                              placeholder="all")
-max_seeds = int(scores.groupby(["arch_label", "size", "task_setting", "lr"])["seed"].nunique().max())
+max_seeds = int(scores.groupby(["setting_id", "lr"])["seed"].nunique().max())
 f_seeds = side.number_input("Minimum seeds", min_value=1, max_value=max(1, max_seeds), value=1, step=1,
                             key="lb_min_seeds", help="count a (setting, learning rate) only with this many seeds")
+f_excl = side.checkbox("Exclude failed runs", key="lb_exclude_failed",
+                       help="by default a failed or diverged run scores 0 for its seed")
 
-table, settings = common.leaderboard(url, tuple(f_sweep), tuple(f_task), tuple(f_setting), tuple(f_d), tuple(f_l),
-                                     int(f_seeds))
+lb = common.leaderboard(url, tuple(f_sweep), tuple(f_task), tuple(f_setting), tuple(f_d), tuple(f_l), int(f_seeds),
+                        bool(f_excl))
+table, settings = lb.table, lb.settings
+for note in lb.notes:
+    st.warning(note)
 if table.empty:
     st.warning("No finished runs match these filters.")
     st.stop()
 
 # -- the table -------------------------------------------------------------------------------
-summary = ["rank", "arch", "size", "score", "ci_low", "ci_high", "win_rate", "n_params", "runs", "settings"]
-probes = [c for c in table.columns if c not in summary]
-shown = table[["rank", "arch", "size", "score", "ci_low", "ci_high", "win_rate", *probes, "n_params", "runs",
-               "settings"]]
+probes = task_columns(table)
+shown = table[["rank", "arch", "size", "score", "ci_low", "ci_high", "win_rate", *probes, "n_params", "seeds", "runs",
+               "failed", "settings"]]
 top = shown.iloc[0]
 c1, c2, c3 = st.columns(3)
 c1.metric("Top architecture", f"{top['arch']}", f"{top['size']}", delta_color="off", delta_arrow="off")
@@ -63,6 +71,7 @@ c3.metric("Runs counted", int(shown["runs"].sum()))
 fmt = {c: "{:.3f}" for c in ["score", "ci_low", "ci_high", "win_rate", *probes]}
 fmt["n_params"] = "{:,.0f}"
 styler = common.highlight_best(shown, ["score", "ci_low", "ci_high", "win_rate", *probes], fmt)
+styler = styler.apply(lambda r: ["background-color: #fde2e2" if r["failed"] > 0 else ""] * len(r), axis=1)
 st.dataframe(
     styler, hide_index=True, width="stretch", height="content" if len(shown) <= 50 else 900,
     column_config={
@@ -74,15 +83,25 @@ st.dataframe(
         "win_rate": st.column_config.NumberColumn("win rate"),
         "n_params": st.column_config.NumberColumn("params"),
         "settings": st.column_config.NumberColumn("settings", help="task settings scored"),
+        "seeds": st.column_config.NumberColumn("seeds", help="fewest seeds in any setting"),
+        "failed": st.column_config.NumberColumn("failed", help="failed or diverged runs (each scored 0)"),
         **{p: st.column_config.NumberColumn(p, help=f"mean normalised test score over {p} settings") for p in probes},
     },
 )
-st.caption("Highlighted: the best value in each column. Probe columns: the mean normalised score over that "
-           "probe's settings.")
+spreads = lb.spreads()
+dead = [c for c, v in spreads.items() if v < 0.05]
+st.caption("Highlighted: the best value in each column; red rows had failed or diverged runs. Probe columns: the "
+           "mean normalised score over that probe's settings. Column spread (max - min): "
+           + ", ".join(f"{c} {v:.2f}" for c, v in spreads.items())
+           + (f". Separates nothing (< 0.05): {', '.join(dead)}." if dead else "."))
+if not lb.incomplete.empty:
+    st.subheader("Incomplete (not ranked)")
+    st.caption("These entries lack some of the task settings the ranked entries share.")
+    st.dataframe(lb.incomplete, hide_index=True, width="stretch")
 st.download_button("Download CSV", table.to_csv(index=False).encode(), file_name="archbench-leaderboard.csv",
                    mime="text/csv", key="lb_csv")
 
 with st.expander("Per task setting: chosen learning rate and scores"):
-    st.dataframe(settings.rename(columns={"arch_label": "arch"}), hide_index=True, width="stretch",
+    st.dataframe(settings.drop(columns=["entry_id", "setting_id", "task_id"]), hide_index=True, width="stretch",
                  column_config={c: st.column_config.NumberColumn(c, format="%.3f")
-                                for c in ("val_mean", "test_mean", "norm_mean", "chance")})
+                                for c in ("val_norm", "test_mean", "norm_mean", "score", "floor", "chance")})

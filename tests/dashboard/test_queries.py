@@ -8,7 +8,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 
 from harness import queries
-from harness.ranking import choose_lr, rank
+from harness.ranking import choose_lr, prepare, rank
 from harness.store import Run, Store
 from tests.dashboard.seed import seed_database
 
@@ -38,17 +38,18 @@ def test_filters(store):
     assert set(queries.filter_scores(df, tasks=["needle"])["task"]) == {"needle"}
     assert len(queries.filter_scores(df, sweeps=["quick"])) == len(df)
     assert queries.filter_scores(df, sweeps=[queries.NO_SWEEP]).empty
-    # the seeder leaves every 41st run unfinished: those groups have one seed
+    # the seeder leaves some runs queued or running: those groups have one finished seed
     two = queries.filter_scores(df, min_seeds=2)
     assert 0 < len(two) < len(df)
-    assert (two.groupby(["arch_label", "size", "task_setting", "lr"])["seed"].nunique() >= 2).all()
+    assert (two.groupby(["setting_id", "lr"])["seed"].nunique() >= 2).all()
     lb = queries.leaderboard(df, tasks=["mqar"], d_model=[32])
-    assert list(lb.table.columns[-1:]) == ["mqar"] and set(lb.table["size"]) == {"d32-L2-H2"}
+    assert queries.task_columns(lb.table) == ["mqar"] and set(lb.table["size"]) == {"d32-L2-H2"}
 
 
-def test_size_parts():
-    assert queries.size_parts("d64-L2-H4") == (64, 2, 4)
-    assert queries.size_parts("custom") == (None, None, None)
+def test_size_columns_come_from_the_config_not_the_label(store):
+    df = queries.score_frame(store)
+    for cfg, d, layers, heads in zip(df["config"], df["d_model"], df["n_layers"], df["n_heads"]):
+        assert (cfg["arch"]["d_model"], cfg["arch"]["n_layers"], cfg["arch"]["n_heads"]) == (d, layers, heads)
 
 
 def test_probe_finals_use_the_chosen_learning_rate(store):
@@ -57,9 +58,11 @@ def test_probe_finals_use_the_chosen_learning_rate(store):
     assert finals["name"].str.startswith("accuracy/len=").any()
     lrs = finals.groupby(["arch_label", "size", "task_setting"])["lr"].unique()
     assert (lrs.map(len) == 1).all()
-    chosen = choose_lr(store.score_frame(task="needle")).set_index(["arch_label", "size", "task_setting"])["lr"]
+    runs = prepare(store.score_frame(task="needle"))
+    chosen = runs.merge(choose_lr(runs), on=["setting_id", "lr"])
+    chosen = chosen.groupby(["arch_label", "size", "task_setting"])["lr"].unique()
     for key, lr in lrs.items():
-        assert lr[0] == chosen[key]
+        assert list(lr) == list(chosen[key])
     assert queries.probe_finals(store, "flipflop").empty
 
 

@@ -105,10 +105,13 @@ def test_divergence_and_failure_are_recorded_and_the_sweep_goes_on(db_url, tmp_p
     assert d.status == "diverged" and d.step == 4 and "loss became nan at step 4" in d.error
     f = store.get_run(run_id(crash))
     assert f.status == "failed" and "kernel exploded" in f.error
-    # failed and diverged runs are not retried unless asked, and never ranked
+    # failed and diverged runs are not retried unless asked; the ranking reads them (as no-skill)
     again = run_sweep([nan, crash, ok], store, sweep="faults", checkpoint_dir=tmp_path, progress=False)
     assert [r.status for r in again] == ["skipped:diverged", "skipped:failed", "skipped:done"]
-    assert store.score_frame(sweep="faults").id.tolist() == [run_id(ok)]
+    frame = store.score_frame(sweep="faults").set_index("id")
+    assert frame["status"].to_dict() == {run_id(nan): "diverged", run_id(crash): "failed", run_id(ok): "done"}
+    assert frame.loc[[run_id(nan), run_id(crash)], "test_score"].isna().all()
+    assert frame.loc[run_id(ok), "floor"] >= frame.loc[run_id(ok), "chance"] > 0  # the no-skill floor is stored
 
 
 def test_early_stop_and_full_batch(db_url, tmp_path):
