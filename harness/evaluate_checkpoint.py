@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from harness.evaluate import check_vocab, score
 from harness.store import Store
 from models import load_checkpoint
 from models.checkpoint import file_sha256
-from tasks import make_task
+from tasks import Task, TaskData, make_task
 
 
 def evaluate_checkpoint(path: str | Path, *, task: str | None = None, preset: str | None = None,
@@ -21,7 +22,7 @@ def evaluate_checkpoint(path: str | Path, *, task: str | None = None, preset: st
 
     With no ``task``, the checkpoint's own task is used, its knobs overridden by
     ``overrides`` (say a longer ``seq_len``); with ``data_file`` the file's examples are
-    scored by that task's metric as split ``file``.  Nothing is stored here: bad input
+    scored by that task's metrics as split ``file`` (:func:`load_data`).  Nothing is stored here: bad input
     fails before any database is touched; see :func:`store_evaluation`.
     """
     path = Path(path)
@@ -44,17 +45,9 @@ def evaluate_checkpoint(path: str | Path, *, task: str | None = None, preset: st
     seed = meta.get("seed", 0) if seed is None else seed
 
     datasets = {}
+    data_sha = None
     if data_file is not None:
-        from tasks.files import load_tensor_file
-
-        try:
-            data = load_tensor_file(data_file)
-        except (OSError, ValueError, KeyError) as e:
-            raise UserError(f"cannot use --data {data_file}: {e}") from None
-        try:
-            check_vocab(data, model.vocab_size, f"--data {data_file}")
-        except ValueError as e:
-            raise UserError(str(e)) from None
+        data, data_sha = load_data(t, data_file, model.vocab_size)
         datasets["file"] = data
     else:
         for s in splits or t.eval_splits:
@@ -68,9 +61,44 @@ def evaluate_checkpoint(path: str | Path, *, task: str | None = None, preset: st
         for metric, value in score(model, t, data, split).items():
             rows.append(dict(checkpoint_sha256=sha, checkpoint_path=str(path.resolve()), run_id=meta.get("run_id"),
                              task=name, task_config=t.config.model_dump(mode="json"),
-                             data_file=str(data_file) if data_file else None, split=split, name=metric,
+                             data_file=str(data_file) if data_file else None, data_sha256=data_sha,
+                             split=split, name=metric,
                              value=value, n_examples=len(data)))
     return rows
+
+
+def load_data(task: Task, source: str | Path, vocab_size: int) -> tuple[TaskData, str | None]:
+    """A test set from ``source`` and the sha256 of its file (``None`` for a hub dataset id).
+
+    Tensor files (``.npz``/``.safetensors``: ``inputs``, ``labels``) work for every task; a
+    task with a published text format reads it itself (:meth:`load`; flip-flop's strings
+    from JSONL, Parquet, a saved or hub Hugging Face dataset)."""
+    from tasks.files import TENSOR_SUFFIXES, load_tensor_file
+
+    text_loader = getattr(task, "load", None)
+    tensors = Path(source).suffix.lower() in TENSOR_SUFFIXES
+    if not tensors and text_loader is None:
+        raise UserError(f"cannot use --data {source}: task {task.name} reads test sets from .npz or "
+                        f".safetensors files (inputs, labels [n, T])")
+    try:
+        data = load_tensor_file(source) if tensors else text_loader(source)
+        check_vocab(data, vocab_size, f"--data {source}")
+    except (OSError, ValueError, KeyError) as e:  # TaskFileError is a ValueError
+        raise UserError(f"cannot use --data {source}: {e}") from None
+    return data, data_sha256(Path(source))
+
+
+def data_sha256(p: Path) -> str | None:
+    """sha256 of a file; of a saved dataset directory, over its files' paths and hashes;
+    ``None`` for what is not on disk (a hub dataset id)."""
+    if p.is_file():
+        return file_sha256(p)
+    if p.is_dir():
+        h = hashlib.sha256()
+        for f in sorted(x for x in p.rglob("*") if x.is_file()):
+            h.update(f"{f.relative_to(p).as_posix()}\0{file_sha256(f)}\n".encode())
+        return h.hexdigest()
+    return None
 
 
 def store_evaluation(store: Store, rows: list[dict[str, Any]]) -> None:

@@ -8,8 +8,8 @@ Two shapes of file are understood:
   position ``t``).  ``targets`` is accepted as another name for ``labels``.
 - **text datasets** with one string column (``text`` by default): a JSON-lines file, a
   Parquet file (read through pandas, which needs ``pyarrow`` or ``fastparquet``), or a
-  Hugging Face dataset id such as ``synthseq/flipflop`` (needs the optional ``datasets``
-  package): :func:`read_text_column`.  Tasks turn the strings into tensors.
+  Hugging Face dataset id such as ``synthseq/flipflop`` or a dataset saved with
+  ``save_to_disk`` (both need the optional ``datasets`` package): :func:`read_text_column`.  Tasks turn the strings into tensors.
 
 Every problem a user can cause is raised as :class:`TaskFileError` naming the fix.
 """
@@ -130,6 +130,8 @@ def read_text_column(source: str | Path, column: str = "text", split: str = "tes
             f"cannot read {p}: text test sets must be .jsonl or .parquet files or a "
             f"Hugging Face dataset id"
         )
+    if p.is_dir():
+        return _read_hf_saved(p, column, split)
     if suffix in TEXT_SUFFIXES or p.is_absolute() or str(source).startswith("."):
         raise TaskFileError(f"no such file: {p}")
     return _read_hf(str(source), column, split)
@@ -166,25 +168,42 @@ def _read_parquet(p: Path, column: str) -> list[str]:
     return [str(s) for s in df[column].tolist()]
 
 
+def _datasets(what: str):  # noqa: ANN202
+    if importlib.util.find_spec("datasets") is None:
+        raise TaskFileError(f"reading {what} needs the datasets package: pip install datasets")
+    import datasets  # optional dependency, imported only here
+
+    return datasets
+
+
+def _column(ds, column: str, what: str) -> list[str]:  # noqa: ANN001
+    if column not in ds.column_names:
+        raise TaskFileError(f"{what} has no column {column!r}; columns: {', '.join(ds.column_names)}")
+    return list(ds[column])
+
+
+def _read_hf_saved(p: Path, column: str, split: str) -> list[str]:
+    """A Hugging Face dataset saved with ``save_to_disk`` (a ``Dataset`` or a ``DatasetDict``)."""
+    datasets = _datasets(f"the saved Hugging Face dataset {p}")
+    try:
+        ds = datasets.load_from_disk(str(p))
+    except Exception as e:  # not a saved dataset: one message
+        raise TaskFileError(f"{p} is a directory but not a dataset saved by `datasets` ({e})") from None
+    if isinstance(ds, datasets.DatasetDict):
+        if split not in ds:
+            raise TaskFileError(f"saved dataset {p} has no split {split!r}; splits: {', '.join(ds)}")
+        ds = ds[split]
+    return _column(ds, column, f"saved dataset {p}")
+
+
 def _read_hf(dataset_id: str, column: str, split: str) -> list[str]:
     if "/" not in dataset_id:
         raise TaskFileError(
             f"{dataset_id!r} is neither a file nor a Hugging Face dataset id (owner/name)"
         )
-    if importlib.util.find_spec("datasets") is None:
-        raise TaskFileError(
-            f"reading the Hugging Face dataset {dataset_id!r} needs the datasets package: "
-            f"pip install datasets"
-        )
-    import datasets  # optional dependency, imported only here
-
+    datasets = _datasets(f"the Hugging Face dataset {dataset_id!r}")
     try:
         ds = datasets.load_dataset(dataset_id, split=split)
     except Exception as e:  # network, auth, unknown split: all surface as one message
         raise TaskFileError(f"cannot load Hugging Face dataset {dataset_id!r} split {split!r}: {e}") from None
-    if column not in ds.column_names:
-        raise TaskFileError(
-            f"Hugging Face dataset {dataset_id!r} has no column {column!r}; columns: "
-            f"{', '.join(ds.column_names)}"
-        )
-    return list(ds[column])
+    return _column(ds, column, f"Hugging Face dataset {dataset_id!r}")

@@ -115,6 +115,11 @@ def test_eval_on_a_data_file(trained, tmp_path):
     assert res.exit_code == 0, res.output
     rows = json.loads(res.output)
     assert rows[0]["split"] == "file" and rows[0]["n_examples"] == 16
+    from harness.evaluate import score
+    from models import load_checkpoint
+
+    model, _ = load_checkpoint(ck)
+    assert rows[0]["value"] == pytest.approx(score(model, t, d, "file")["accuracy"])  # the file's examples scored
     np.savez(tmp_path / "bad.npz", inputs=d.inputs.numpy() + 1000, labels=d.targets.numpy())
     res = invoke("eval", ck, "--db", db, "--data", tmp_path / "bad.npz")
     assert res.exit_code == 2 and "outside the model's vocabulary" in res.output
@@ -161,3 +166,105 @@ def test_dashboard_serves_a_missing_store_but_not_a_bad_url(tmp_path, monkeypatc
     (cmd, env), = calls
     assert cmd[cmd.index("--server.port") + 1] == "8765" and env["ARCHBENCH_DB"].endswith("missing.db")
     assert not (tmp_path / "missing.db").exists()
+
+
+@pytest.fixture
+def flipflop_checkpoint(tmp_path):
+    db = tmp_path / "ff.db"
+    cfg = tmp_path / "ff.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_run(task={"name": "flipflop", "params": {
+        "seq_len": 32, "n_train": 128, "n_val": 32, "n_test": 32}})))
+    res = invoke("train", cfg, "--db", db, "--checkpoint-dir", tmp_path / "ck", "-q")
+    assert res.exit_code == 0, res.output
+    return db, next((tmp_path / "ck").iterdir())
+
+
+def test_eval_reads_the_published_text_formats_and_records_their_hash(flipflop_checkpoint, tmp_path):
+    """Flip-flop's published format (strings "w1i0r1...") from JSONL, Parquet and a saved Hugging
+    Face dataset scores exactly as the same examples as tensors, with accuracy and glitch rate."""
+    import numpy as np
+    import pandas as pd
+    from sqlalchemy import text
+
+    from harness.store import Store
+    from models.checkpoint import file_sha256
+    from tasks import make_task
+    from tasks.flipflop import ALPHABET
+
+    db, ck = flipflop_checkpoint
+    data = make_task("flipflop", {"seq_len": 32}).generate("sparse", 24, seed=7)
+    strings = ["".join(ALPHABET[t] for t in row) for row in data.inputs.tolist()]
+    np.savez(tmp_path / "ff.npz", inputs=data.inputs.numpy(), labels=data.targets.numpy())
+    (tmp_path / "ff.jsonl").write_text("".join(json.dumps({"text": s}) + "\n" for s in strings))
+    pd.DataFrame({"text": strings}).to_parquet(tmp_path / "ff.parquet")
+    sources = [tmp_path / "ff.npz", tmp_path / "ff.jsonl", tmp_path / "ff.parquet"]
+    import datasets  # in the dev extras
+    # laid out like the hub's synthseq/flipflop: in-distribution sequences in split "val"
+    datasets.DatasetDict({"val": datasets.Dataset.from_dict({"text": strings})}).save_to_disk(tmp_path / "hf")
+    sources.append(tmp_path / "hf")
+
+    scores = []
+    for src in sources:
+        res = invoke("eval", ck, "--db", db, "--data", src, "--format", "json")
+        assert res.exit_code == 0, (src, res.output)
+        rows = {r["name"]: r["value"] for r in json.loads(res.output)}
+        assert rows["glitch_rate"] == pytest.approx(1 - rows["accuracy"])
+        scores.append(rows)
+    assert all(s == scores[0] for s in scores)  # one format or another: the same examples, the same scores
+    store = Store(str(db), readonly=True)
+    with store.session() as s:
+        stored = dict(s.execute(text("select data_file, data_sha256 from evaluations")).all())
+    for src in sources[:3]:
+        assert stored[str(src)] == file_sha256(src)
+    assert stored[str(sources[3])] is not None and len(stored[str(sources[3])]) == 64
+
+
+def test_eval_data_errors_name_the_fix(flipflop_checkpoint, tmp_path):
+    db, ck = flipflop_checkpoint
+    (tmp_path / "bad.jsonl").write_text('{"text": "w1r1x"}\n')
+    for src, needle in ((tmp_path / "bad.jsonl", "even length"), (tmp_path / "none.jsonl", "no such file"),
+                        ("nosuchid", "neither a file nor a Hugging Face dataset id")):
+        res = invoke("eval", ck, "--db", db, "--data", src)
+        assert res.exit_code == 2 and needle in res.output, res.output
+        assert "Traceback" not in res.output
+
+
+@pytest.fixture
+def two_sweeps(tmp_path):
+    """A seeded store: 3 architectures x 2 sizes; the d64 runs are sweep ``wide`` and finished last."""
+    from datetime import datetime
+
+    from sqlalchemy import update
+
+    from harness.store import Run, Store
+    from tests.dashboard.seed import seed_database
+
+    url = f"sqlite:///{tmp_path / 'two.db'}"
+    seed_database(url, archs=["transformer", "fox", "path"], sizes=[(32, 2, 2), (64, 2, 2)], lrs=[1e-3],
+                  seeds=2, curve_points=2, kernels=False)
+    store = Store(url)
+    with store.session() as s:
+        s.execute(update(Run).where(Run.size == "d64-L2-H2")
+                  .values(sweep="wide", finished_at=datetime(2030, 1, 1)))
+    store.close()
+    return url
+
+
+def test_leaderboard_ranks_the_latest_sweep_unless_told(two_sweeps):
+    res = invoke("leaderboard", "--db", two_sweeps)
+    assert res.exit_code == 0 and "sweep 'wide' (the latest" in res.output
+    latest = json.loads(invoke("leaderboard", "--db", two_sweeps, "--format", "json").output)
+    assert {r["size"] for r in latest} == {"d64-L2-H2"} and len(latest) == 3
+    quick = json.loads(invoke("leaderboard", "--db", two_sweeps, "--suite", "quick", "--format", "json").output)
+    assert {r["size"] for r in quick} == {"d32-L2-H2"}
+    every = json.loads(invoke("leaderboard", "--db", two_sweeps, "--all", "--format", "json").output)
+    assert len(every) == 6
+
+
+def test_leaderboard_flags(two_sweeps):
+    res = invoke("leaderboard", "--db", two_sweeps, "--exclude-failed")
+    assert res.exit_code == 0 and "runs excluded (--exclude-failed)" in res.output
+    res = invoke("leaderboard", "--db", two_sweeps, "--sweep", "nosuch")
+    assert res.exit_code == 2 and "no finished runs of sweep 'nosuch'" in res.output and "quick, wide" in res.output
+    res = invoke("leaderboard", "--db", two_sweeps, "--sweep", "quick", "--all")
+    assert res.exit_code == 2 and "not both" in res.output
