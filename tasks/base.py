@@ -11,6 +11,29 @@ Conventions (shared with Zoology and lm-eval's loglikelihood view):
   scored.
 - Every split is generated from its own stream, seeded by ``(task name, split, seed)``,
   so the same config, split and seed give identical tensors in any process.
+
+No-skill floor.  ``chance`` (uniform guessing) is not the only score a model gets without
+the skill a probe measures: each task declares *trivial strategies* (:meth:`Task.
+trivial_predictions`: rules that need no mixing of the kind the probe tests, such as
+guessing a value seen in the context or copying the input), and the leaderboard
+normalises against the strongest of chance and those strategies' scores on the split
+being scored (:meth:`Task.floor`): ``(score - floor) / (1 - floor)``.
+
+Test-set audit (quick presets; the tests check each item):
+
+- multiplication: pairs are drawn without replacement and every split is a disjoint set of
+  pairs (fixed hash buckets).  With ``n_digits == m_digits`` the bucket is a function of the
+  unordered pair, so the swap ``(b, a)`` of a val/test pair (same product) is never in
+  train; with different digit counts the swap is a different example (other format) and
+  is not held out.  Before: the quick test split held 329 distinct pairs in 512 rows and
+  81% of its rows had their swap in train.  Asking for more distinct pairs than a split
+  holds raises an error.
+- modular_addition: splits partition the unordered pairs ``{a, b}`` (both orders go to
+  one split); before, about ``train_fraction`` of val/test pairs had their swap in train
+  (48% of the quick test split, 30% at ``paper``).
+- mqar, needle, flipflop, induction, state_tracking: independent streams over spaces too
+  large to repeat; no row of test repeats in train (full quick train split) or within test.
+  Short prefixes do repeat (e.g. state tracking's first few positions) by construction.
 """
 
 from __future__ import annotations
@@ -114,6 +137,23 @@ def split_generator(task: str, split: str, seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
 
+def strategy_generator(task: str, data: TaskData, strategy: str) -> torch.Generator:
+    """A CPU generator for a trivial strategy's random guesses, seeded by a hash of the
+    task, the strategy name and the data (never by the global RNG)."""
+    h = hashlib.sha256(f"{task}/{strategy}/".encode())
+    for t in (data.inputs, data.targets):
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.contiguous().numpy().tobytes())
+    return torch.Generator().manual_seed(int.from_bytes(h.digest()[:8], "little") >> 1)
+
+
+def normalise(score: float, floor: float) -> float:
+    """``(score - floor) / (1 - floor)``: 0 at the no-skill floor, 1 for a perfect score."""
+    if floor >= 1.0:
+        raise ValueError(f"a no-skill floor of {floor} leaves nothing to normalise against")
+    return (score - floor) / (1.0 - floor)
+
+
 def masked_accuracy(preds: torch.Tensor, targets: torch.Tensor) -> float:
     """Accuracy over positions whose target is not ``IGNORE``."""
     mask = targets != IGNORE
@@ -184,6 +224,35 @@ class Task:
     def score(self, preds: torch.Tensor, targets: torch.Tensor, split: str) -> dict[str, float]:
         """Metrics for arg-max predictions ``preds [n, T]`` against ``targets [n, T]``."""
         return {"accuracy": masked_accuracy(preds, targets)}
+
+    # -- no-skill floor ------------------------------------------------------------
+    def trivial_predictions(self, data: TaskData, split: str) -> dict[str, torch.Tensor]:
+        """Strategy name -> arg-max predictions ``[n, T]`` (the shape of ``data.targets``) of
+        each trivial strategy that needs no sequence mixing of the kind the task probes.
+        Deterministic given ``data``: any randomness comes from :func:`strategy_generator`.
+        Only scored positions matter.  The base class declares none."""
+        return {}
+
+    def no_skill(self, data: TaskData, split: str) -> dict[str, float]:
+        """``{"chance": chance, strategy: headline metric of its predictions, ...}``."""
+        out = {"chance": self.chance}
+        for name, preds in self.trivial_predictions(data, split).items():
+            if preds.shape != data.targets.shape:
+                raise ValueError(
+                    f"{self.name}: strategy {name!r} predicted {tuple(preds.shape)}, "
+                    f"targets are {tuple(data.targets.shape)}"
+                )
+            out[name] = self.score(preds, data.targets, split)[self.metric]
+        return out
+
+    def floor(self, data: TaskData, split: str) -> tuple[float, str]:
+        """``(value, name)`` of the strongest entry of :meth:`no_skill` (chance on ties;
+        NaN scores, from splits with nothing scored, are skipped)."""
+        best_name, best = "chance", self.chance
+        for name, v in self.no_skill(data, split).items():
+            if v == v and v > best:
+                best_name, best = name, v
+        return best, best_name
 
     def curve_metrics(self, curve: list[tuple[int, str, str, float]]) -> dict[str, float | None]:
         """Metrics read off the learning curve ``[(step, split, name, value), ...]``."""

@@ -17,6 +17,11 @@ Train, val and the test splits come from independent streams; over 2^(seq_len/2)
 spaces a repeated sequence is astronomically unlikely at the paper setting (the tests
 check disjointness by hashing rows), so no filtering is done.
 
+No-skill strategies (:meth:`FlipFlop.trivial_predictions`): ``last_bit`` (at a read, the
+bit just before it: right when the previous instruction was a write or a read, a coin
+flip after an ignore) and ``majority_bit`` (the more frequent target bit of the data
+being scored, at every read).
+
 The published test sets (Hugging Face ``synthseq/flipflop``: a ``text`` column of strings
 such as ``"w1i0r1..."``; splits ``val``, ``val_sparse``, ``val_dense``) are read by
 :meth:`FlipFlop.load`, from a JSON-lines or Parquet file or the dataset id.
@@ -163,6 +168,18 @@ class FlipFlop(Task):
         acc = float(correct.sum()) / n_scored
         seq_ok = (correct == mask).all(dim=1)
         return {"accuracy": acc, "glitch_rate": 1.0 - acc, "sequence_accuracy": float(seq_ok.float().mean())}
+
+    def trivial_predictions(self, data: TaskData, split: str) -> dict[str, torch.Tensor]:
+        """``last_bit`` and ``majority_bit`` (see the module docstring)."""
+        x, y = data.inputs, data.targets
+        mask = y != IGNORE
+        if not bool(mask.any()):
+            return {}
+        last = torch.full_like(x, ZERO)
+        last[:, 1:] = x[:, :-1]
+        ones = int((y[mask] == ONE).sum())
+        majority = ONE if 2 * ones > int(mask.sum()) else ZERO
+        return {"last_bit": last, "majority_bit": torch.full_like(x, majority)}
 
     def load(self, source: str | Path, split: str = "in_dist") -> TaskData:
         """A published test set: a ``.jsonl``/``.parquet`` file with a ``text`` column, or a

@@ -24,6 +24,12 @@ Momentum paper's own synthetic settings are not reproduced: the ``paper`` preset
 64 random tokens once at a random distance in 512 tokens.  The distance must vary: with
 ``segment_len = seq_len / 2`` and no filler (Olsson et al.'s repeated random tokens) the
 copy sits at a fixed offset, and a model could attend by position alone.
+
+No-skill strategies (:meth:`Induction.trivial_predictions`), guesses from the counts of
+tokens seen so far that ignore which token came after the current one: ``seen_once`` (a
+token drawn uniformly among those seen exactly once, the current token excluded: with one
+repeat the target is one of them) and ``seen_before`` (among all tokens seen, the current
+one excluded).
 """
 
 from __future__ import annotations
@@ -34,9 +40,9 @@ import torch
 from pydantic import Field, model_validator
 
 from tasks.base import (IGNORE, LengthOODConfig, LengthOODSplits, Task, TaskData, TextExample, scored_rows,
-                        split_generator)
+                        split_generator, strategy_generator)
 from tasks.registry import register_task
-from tasks.sampling import distinct_integers, sorted_uniform_ints, uniform_excluding
+from tasks.sampling import distinct_integers, sorted_uniform_ints, uniform_excluding, uniform_pick
 
 
 class InductionConfig(LengthOODConfig):
@@ -111,6 +117,37 @@ class Induction(LengthOODSplits, Task):
         n = self.split_size(split) if n is None else n
         g = split_generator(self.name, split, seed)
         return generate_induction(g, n, c.vocab_size, self.split_len(split), c.segment_len, c.num_repeats)
+
+    def trivial_predictions(self, data: TaskData, split: str) -> dict[str, torch.Tensor]:
+        """``seen_once`` and ``seen_before`` (see the module docstring)."""
+        x, y = data.inputs, data.targets
+        n, T = x.shape
+        V = self.config.vocab_size
+        # first and second occurrence of every token in every row (T when there is none):
+        # v is seen once in x[:t+1] iff first[v] <= t < second[v]
+        pos = torch.arange(T).expand(n, T)
+        first = torch.full((n, V), T, dtype=torch.long).scatter_reduce_(1, x, pos, "amin")
+        later = torch.where(first.gather(1, x) == pos, T, pos)
+        second = torch.full((n, V), T, dtype=torch.long).scatter_reduce_(1, x, later, "amin")
+        mask = y != IGNORE
+        rows, t = mask.nonzero().unbind(dim=1)
+        current = x[rows, t]
+        names = ("seen_once", "seen_before")
+        picks: dict[str, list[torch.Tensor]] = {name: [] for name in names}
+        gens = {name: strategy_generator(self.name, data, name) for name in names}
+        chunk = max(1, (1 << 22) // V)
+        for k0 in range(0, rows.numel(), chunk):
+            r, tt, cur = rows[k0 : k0 + chunk], t[k0 : k0 + chunk, None], current[k0 : k0 + chunk]
+            seen = first[r] <= tt
+            seen[torch.arange(r.numel()), cur] = False                  # never the current token
+            for name, allowed in (("seen_once", seen & (second[r] > tt)), ("seen_before", seen)):
+                picks[name].append(uniform_pick(gens[name], allowed))
+        out = {}
+        for name in names:
+            preds = torch.zeros_like(x)
+            preds[mask] = torch.cat(picks[name]) if picks[name] else torch.empty(0, dtype=torch.long)
+            out[name] = preds
+        return out
 
     def score(self, preds: torch.Tensor, targets: torch.Tensor, split: str) -> dict[str, float]:
         mask = targets != IGNORE

@@ -3,13 +3,20 @@
 An example is ``a b =`` with ``a, b`` in ``[0, p)``: tokens ``0..p-1`` are the numbers and
 ``p`` is ``=``.  The model must output ``(a + b) mod p`` at the ``=`` position.
 
-The data set is finite: the ``p^2`` pairs are shuffled by a permutation seeded by the run
-seed (the same permutation for every split); the first ``round(train_fraction * p^2)`` are
-the training set, the next ``round(val_fraction * p^2)`` the validation set and the rest
-the test set, so the three partition the pairs.  ``n_train``, ``n_val`` and ``n_test``
-are derived from the fractions (set them only to the derived values).
-``generate("train")`` returns exactly the training pairs, in permuted order, so full-batch
-training is possible; ``generate(split, n)`` returns the first ``n`` of a split.
+The data set is finite: the splits partition the ``p^2`` pairs, ``round(train_fraction *
+p^2)`` for training, ``round(val_fraction * p^2)`` for validation and the rest for test.
+Since ``a + b = b + a``, the partition is made of *unordered* pairs ``{a, b}``: both orders
+of a pair go to one split, so no val/test pair has its swap in train.  The ``p`` pairs
+``a = b`` (one row each) and the ``p(p-1)/2`` pairs ``a < b`` (two rows each) are shuffled
+by permutations seeded by the run seed; each split takes the next ``d`` of the former
+(``d`` fixed by the split's size parity and its fraction of ``p``) and the next
+``(size - d) / 2`` of the latter.  ``n_train``, ``n_val`` and ``n_test`` are derived from
+the fractions (set them only to the derived values).  ``generate("train")`` returns
+exactly the training pairs, shuffled, so full-batch training is possible;
+``generate(split, n)`` returns the first ``n`` of a split.
+
+No-skill strategy (:meth:`ModularAddition.trivial_predictions`): ``answer_mode``, the
+most frequent answer in the data being scored.
 
 The harness also evaluates the ``train`` split (``eval_train``), and
 :meth:`ModularAddition.curve_metrics` reads the grokking delay off the learning curve.
@@ -128,13 +135,37 @@ class ModularAddition(Task):
         c = self.config
         return {"train": c.n_train, "val": c.n_val}.get(split, c.n_test)
 
+    def diagonal_counts(self) -> tuple[int, int, int]:
+        """Pairs ``a = a`` in train, val and test: each split's size parity, then the rest
+        two at a time to the split furthest below its share of the ``p``."""
+        c = self.config
+        sizes = (c.n_train, c.n_val, c.n_test)
+        d = [size % 2 for size in sizes]
+        while sum(d) < c.p:   # p - sum(d) is even: sum(sizes) = p^2 has the parity of p
+            room = [i for i in range(3) if d[i] + 2 <= sizes[i]]
+            i = max(room, key=lambda j: sizes[j] / c.p - d[j])
+            d[i] += 2
+        return d[0], d[1], d[2]
+
     def split_pairs(self, split: str, seed: int = 0) -> torch.Tensor:
-        """The split's pair indices ``a * p + b``, in order (the seed's permutation)."""
+        """The split's pair indices ``a * p + b``, shuffled by the seed; a pair and its swap
+        are always in the same split."""
         self.check_split(split)
         c = self.config
-        perm = torch.randperm(c.p * c.p, generator=split_generator(self.name, "partition", seed))
-        start = {"train": 0, "val": c.n_train, "test": c.n_train + c.n_val}[split]
-        return perm[start : start + self.split_size(split)]
+        p = c.p
+        g = split_generator(self.name, "partition", seed)
+        diag = (torch.arange(p) * (p + 1))[torch.randperm(p, generator=g)]
+        iu = torch.triu_indices(p, p, offset=1)
+        upper = iu[0] * p + iu[1]
+        upper = upper[torch.randperm(upper.numel(), generator=g)]
+        d = self.diagonal_counts()
+        o = [(size - di) // 2 for size, di in zip((c.n_train, c.n_val, c.n_test), d)]
+        i = ("train", "val", "test").index(split)
+        dd = diag[sum(d[:i]) : sum(d[: i + 1])]
+        uu = upper[sum(o[:i]) : sum(o[: i + 1])]
+        swapped = (uu % p) * p + torch.div(uu, p, rounding_mode="floor")
+        idx = torch.cat((dd, uu, swapped))
+        return idx[torch.randperm(idx.numel(), generator=split_generator(self.name, f"order/{split}", seed))]
 
     def generate(self, split: str, n: int | None = None, seed: int = 0) -> TaskData:
         idx = self.split_pairs(split, seed)
@@ -151,6 +182,15 @@ class ModularAddition(Task):
         targets = torch.full_like(inputs, IGNORE)
         targets[:, 2] = (a + b) % p
         return TaskData(inputs, targets)
+
+    def trivial_predictions(self, data: TaskData, split: str) -> dict[str, torch.Tensor]:
+        """``answer_mode``: the most frequent answer in ``data`` at every ``=``."""
+        y = data.targets[:, 2]
+        if y.numel() == 0:
+            return {}
+        preds = torch.zeros_like(data.targets)
+        preds[:, 2] = torch.bincount(y, minlength=self.config.p).argmax()
+        return {"answer_mode": preds}
 
     def curve_metrics(self, curve: list[tuple[int, str, str, float]]) -> dict[str, float | None]:
         """``steps_to_fit``: first step with train accuracy 1.0; ``steps_to_grok``: first

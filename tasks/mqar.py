@@ -18,6 +18,12 @@ is validated, so the stored config records the values used.
 Train, val and test come from independent streams; repeated rows are astronomically
 unlikely at every preset (random filler everywhere; the tests check by hashing).
 
+No-skill strategies (:meth:`MQAR.trivial_predictions`), none of which matches the query
+to its key: ``context_value`` (a value drawn uniformly from the context's ``num_pairs``
+values), ``recent_value`` (the last pair's value) and ``value_by_position`` (at each query
+position, the value of the pair most often queried there, counted on the data being
+scored: the power-law gaps put the first pairs' queries early).
+
 Published test sets saved as tensors (``.npz`` or ``.safetensors`` with ``inputs`` and
 ``labels``) are read by :meth:`MQAR.load`.
 """
@@ -25,13 +31,15 @@ Published test sets saved as tensors (``.npz`` or ``.safetensors`` with ``inputs
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from pydantic import Field, model_validator
 
-from tasks.base import IGNORE, Task, TaskConfig, TaskData, TextExample, scored_rows, split_generator
+from tasks.base import (IGNORE, Task, TaskConfig, TaskData, TextExample, scored_rows, split_generator,
+                        strategy_generator)
 from tasks.files import check_token_range, load_tensor_file
 from tasks.registry import register_task
 from tasks.sampling import distinct_integers, weighted_without_replacement
@@ -130,6 +138,17 @@ def generate_mqar(g: torch.Generator, n: int, vocab_size: int, seq_len: int,
     return TaskData(inputs, targets)
 
 
+@lru_cache(maxsize=16)
+def query_position_table(T: int, N: int, power_a: float, n_sim: int = 20_000) -> torch.Tensor:
+    """``[T, N]``: how often pair ``j`` is queried at position ``t`` in ``n_sim`` simulated
+    rows of :func:`generate_mqar`'s gap law (a fixed seed: the same table in any process)."""
+    space = (T - 2 * N) // 2
+    g = torch.Generator().manual_seed(0)
+    gaps = weighted_without_replacement(g, n_sim, N, _gap_log_weights(space, power_a))
+    pos = 2 * N + 2 * gaps
+    return torch.bincount((pos * N + torch.arange(N)).view(-1), minlength=T * N).view(T, N)
+
+
 def _gap_log_weights(space: int, power_a: float) -> torch.Tensor:
     """``log p(gap = i)`` up to a constant, ``p(i) ~ a i^(a-1)`` for ``i = 1..space``."""
     i = torch.arange(1, space + 1, dtype=torch.float64)
@@ -184,6 +203,26 @@ class MQAR(Task):
         g = split_generator(self.name, split, seed)
         T, N = self.split_shape(split)
         return generate_mqar(g, n, c.vocab_size, T, N, c.power_a, c.random_non_queries)
+
+    def trivial_predictions(self, data: TaskData, split: str) -> dict[str, torch.Tensor]:
+        """Guesses among the context's values that ignore which key is queried (see the
+        module docstring); rows follow the layout of :func:`generate_mqar`."""
+        _, N = self.split_shape(split)
+        x, y = data.inputs, data.targets
+        n, T = x.shape
+        if n == 0 or T < 2 * N:
+            return {}
+        keys, values = x[:, 0 : 2 * N : 2], x[:, 1 : 2 * N : 2]
+        rows = torch.arange(n).view(-1, 1)
+        g = strategy_generator(self.name, data, "context_value")
+        out = {
+            "context_value": values[rows, torch.randint(0, N, (n, T), generator=g)],
+            "recent_value": values[:, -1:].expand(n, T).clone(),
+        }
+        # the pair most often queried at each position, from the query-gap law itself
+        table = query_position_table(T, N, self.config.power_a)
+        out["value_by_position"] = values[rows, table.argmax(dim=1).expand(n, T)]
+        return out
 
     def load(self, source: str | Path, split: str = "test") -> TaskData:
         """A published test set saved as tensors (``.npz``/``.safetensors`` with ``inputs``

@@ -15,13 +15,25 @@ digits are scored.  Metrics: ``exact_match`` (every product digit right; the hea
 models fail in the middle).
 
 Train/test disjointness.  Each pair ``(a, b)`` goes to a bucket
-``mix_hash(a * 10^m + b) mod holdout_modulus``, a fixed hash that ignores the seed: bucket
-0 is the test set, bucket 1 the validation set, every other bucket the training set.
-Splits sample uniformly (with replacement) within their buckets by vectorised rejection.
+``mix_hash(key) mod holdout_modulus``, a fixed hash that ignores the seed: bucket 0 is the
+test set, bucket 1 the validation set, every other bucket the training set.  When
+``n_digits == m_digits`` the key is the unordered pair ``(min, max)``, so a pair and its
+swap ``(b, a)`` (the same product) always share a split and no val/test pair's twin is
+trained on; with different digit counts the swap is written in another format (a
+different example) and is not held out.  Each split draws its pairs uniformly *without
+replacement* from its buckets (no row repeats within a split); asking for more pairs than
+a split holds raises an error naming the count.  Spaces of up to ``2**22`` pairs are
+enumerated; larger ones are sampled by rejection, keeping the first draw of each pair.
+
+No-skill strategy (:meth:`Multiplication.trivial_predictions`): ``digit_mode``, the most
+frequent product digit at each position, read off the data being scored.  (The most
+frequent whole product *of the scored data* is not declared: it scores at least
+``1 / n`` by construction, far above what a model could know.)
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import ClassVar
 
 import torch
@@ -57,9 +69,42 @@ class MultiplicationConfig(TaskConfig):
         return self
 
 
-def pair_bucket(a: torch.Tensor, b: torch.Tensor, m_digits: int, modulus: int) -> torch.Tensor:
-    """The fixed hash bucket of each pair ``(a, b)``: 0 = test, 1 = val, others = train."""
+_ENUMERATE = 1 << 22
+"""Operand spaces up to this many pairs are enumerated (exact counts per split)."""
+
+
+def pair_bucket(a: torch.Tensor, b: torch.Tensor, n_digits: int, m_digits: int, modulus: int) -> torch.Tensor:
+    """The fixed hash bucket of each pair ``(a, b)``: 0 = test, 1 = val, others = train.
+    With ``n_digits == m_digits`` it depends on the unordered pair: ``(b, a)`` shares it."""
+    if n_digits == m_digits:
+        a, b = torch.minimum(a, b), torch.maximum(a, b)
     return mix_hash(a * 10**m_digits + b) % modulus
+
+
+def _in_split(bucket: torch.Tensor, split: str) -> torch.Tensor:
+    return bucket == _BUCKETS[split] if split in _BUCKETS else bucket >= 2
+
+
+def _size_knob(split: str) -> str:
+    return {"train": "n_train", "val": "n_val"}.get(split, "n_test")
+
+
+@lru_cache(maxsize=32)
+def split_codes(n_digits: int, m_digits: int, modulus: int, split: str) -> torch.Tensor:
+    """Every pair of a split as the code ``a * 10^m + b``, ascending (enumerated spaces only)."""
+    a = torch.arange(10 ** (n_digits - 1), 10**n_digits)
+    b = torch.arange(10 ** (m_digits - 1), 10**m_digits)
+    a, b = a.repeat_interleave(b.numel()), b.repeat(a.numel())
+    keep = _in_split(pair_bucket(a, b, n_digits, m_digits, modulus), split)
+    return (a * 10**m_digits + b)[keep]
+
+
+def _first_occurrences(x: torch.Tensor) -> torch.Tensor:
+    """``x`` without repeats, each value kept at its first occurrence, order kept."""
+    _, inv = torch.unique(x, return_inverse=True)
+    first = torch.full((int(inv.max()) + 1 if x.numel() else 0,), x.numel(), dtype=torch.long)
+    first.scatter_reduce_(0, inv, torch.arange(x.numel()), "amin")
+    return x[first.sort().values]
 
 
 def digits_lsd_first(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -69,22 +114,38 @@ def digits_lsd_first(x: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def sample_pairs(g: torch.Generator, n: int, c: MultiplicationConfig, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` pairs drawn uniformly from the split's hash buckets."""
+    """``n`` distinct pairs drawn uniformly without replacement from the split's buckets."""
     lo_a, hi_a = 10 ** (c.n_digits - 1), 10**c.n_digits
     lo_b, hi_b = 10 ** (c.m_digits - 1), 10**c.m_digits
     K = c.holdout_modulus
-    accept_rate = 1.0 / K if split in _BUCKETS else (K - 2) / K
-    got_a, got_b, have = [], [], 0
-    while have < n:
-        m = int((n - have) / accept_rate * 1.1) + 64
-        a = torch.randint(lo_a, hi_a, (m,), generator=g)
-        b = torch.randint(lo_b, hi_b, (m,), generator=g)
-        bucket = pair_bucket(a, b, c.m_digits, K)
-        keep = bucket == _BUCKETS[split] if split in _BUCKETS else bucket >= 2
-        got_a.append(a[keep])
-        got_b.append(b[keep])
-        have += int(keep.sum())
-    return torch.cat(got_a)[:n], torch.cat(got_b)[:n]
+    space = (hi_a - lo_a) * (hi_b - lo_b)
+    share = 1.0 / K if split in _BUCKETS else (K - 2) / K
+    if space <= _ENUMERATE:
+        codes = split_codes(c.n_digits, c.m_digits, K, split)
+        if n > codes.numel():
+            raise ValueError(
+                f"multiplication {c.n_digits}x{c.m_digits} (holdout_modulus={K}) has {codes.numel()} "
+                f"distinct {split} pairs; asked for {n}: set {_size_knob(split)} <= {codes.numel()} "
+                f"(or use more digits)"
+            )
+        codes = codes[torch.randperm(codes.numel(), generator=g)[:n]]
+    else:
+        expected = int(space * share)
+        if n > expected // 2:
+            raise ValueError(
+                f"multiplication {c.n_digits}x{c.m_digits} (holdout_modulus={K}) has about {expected} "
+                f"distinct {split} pairs; asked for {n}, more than half of them: set "
+                f"{_size_knob(split)} <= {expected // 2}"
+            )
+        codes = torch.empty(0, dtype=torch.long)
+        while codes.numel() < n:
+            m = int((n - codes.numel()) / share * 1.1) + 64
+            a = torch.randint(lo_a, hi_a, (m,), generator=g)
+            b = torch.randint(lo_b, hi_b, (m,), generator=g)
+            keep = _in_split(pair_bucket(a, b, c.n_digits, c.m_digits, K), split)
+            codes = _first_occurrences(torch.cat((codes, (a * 10**c.m_digits + b)[keep])))
+        codes = codes[:n]
+    return torch.div(codes, 10**c.m_digits, rounding_mode="floor"), codes % 10**c.m_digits
 
 
 def encode(a: torch.Tensor, b: torch.Tensor, n_digits: int, m_digits: int) -> TaskData:
@@ -121,7 +182,8 @@ class Multiplication(Task):
     metric = "exact_match"
     knob: ClassVar[str] = "n_digits"
     presets = {
-        "quick": dict(n_digits=2, m_digits=2, holdout_modulus=16, n_train=20_000, n_val=256, n_test=512),
+        "quick": dict(n_digits=2, m_digits=2, holdout_modulus=8, n_train=6_000, n_val=256, n_test=512),
+        # (2x2 with holdout_modulus 8: 6050 train, 970 val and 1080 test pairs in all)
         # 4x4 and 5x5 as in the paper (data sizes after Deng et al.'s released 4x4 set:
         # 808k train, 1k val, 1k test)
         "paper": dict(n_digits=4, m_digits=4, n_train=808_000, n_val=1_000, n_test=1_000),
@@ -168,6 +230,18 @@ class Multiplication(Task):
         for k in range(D):
             out[f"digit_accuracy/pos={k}"] = float(per_pos[k])
         return out
+
+    def trivial_predictions(self, data: TaskData, split: str) -> dict[str, torch.Tensor]:
+        """``digit_mode``: the most frequent product digit of ``data`` at each position."""
+        c = self.config
+        D = c.n_digits + c.m_digits
+        eq = c.n_digits + 1 + c.m_digits
+        t = data.targets[:, eq : eq + D]
+        if t.shape[0] == 0:
+            return {}
+        preds = torch.zeros_like(data.targets)
+        preds[:, eq : eq + D] = torch.stack([torch.bincount(t[:, k], minlength=10).argmax() for k in range(D)])
+        return {"digit_mode": preds}
 
     def render(self, data: TaskData) -> list[TextExample]:
         """Conventional decimal text (most significant digit first), e.g. ``"1234 * 5678 ="``

@@ -31,6 +31,13 @@ the longest grid length.  ``score`` on ``grid`` relies on that row order and che
 
 Train and test come from independent streams over a space of ``filler_vocab ** len``
 haystacks; repeated rows are astronomically unlikely (the tests check by hashing).
+
+No-skill strategy (:meth:`Needle.trivial_predictions`): ``context_value``, a value drawn
+uniformly from the distinct values in the row, ignoring the key; declared when the row
+holds more than one value (``num_keys * num_values > 1``).  With one needle of one value
+(the ``quick`` and ``paper`` presets) the only value in the row *is* the answer: finding it
+is the long-range retrieval that setting measures, not a no-skill rule, so nothing is
+declared there and the floor is chance (values are uniform, so no fixed guess beats it).
 """
 
 from __future__ import annotations
@@ -40,9 +47,10 @@ from typing import Any, ClassVar
 import torch
 from pydantic import Field, model_validator
 
-from tasks.base import IGNORE, Task, TaskConfig, TaskData, TextExample, scored_rows, split_generator
+from tasks.base import (IGNORE, Task, TaskConfig, TaskData, TextExample, scored_rows, split_generator,
+                        strategy_generator)
 from tasks.registry import register_task
-from tasks.sampling import distinct_integers
+from tasks.sampling import distinct_integers, uniform_pick
 
 PAD, NEEDLE, QUERY = 0, 1, 2
 N_SPECIAL = 3
@@ -259,6 +267,24 @@ class Needle(Task):
                 if sel.any():
                     out[f"accuracy/len={L}/depth={_fmt_depth(d)}"] = float(correct[sel].sum() / scored[sel].sum())
         return out
+
+    def trivial_predictions(self, data: TaskData, split: str) -> dict[str, torch.Tensor]:
+        """``context_value`` when a row holds more than one value (see the module docstring)."""
+        c = self.config
+        x, y = data.inputs, data.targets
+        mask = y != IGNORE
+        if c.num_keys * c.num_values == 1 or not bool(mask.any()):
+            return {}
+        base, V = N_SPECIAL + c.key_vocab, c.value_vocab
+        # every value in a row sits in a needle before the query (the query repeats one)
+        is_value = (x >= base) & (x < base + V)
+        present = torch.zeros(x.shape[0], V + 1, dtype=torch.bool)
+        present.scatter_(1, torch.where(is_value, x - base, V), True)
+        rows = mask.nonzero()[:, 0]
+        g = strategy_generator(self.name, data, "context_value")
+        preds = torch.zeros_like(x)
+        preds[mask] = uniform_pick(g, present[rows, :V]) + base
+        return {"context_value": preds}
 
     def token_text(self, tok: int) -> str:
         c = self.config

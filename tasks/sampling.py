@@ -164,6 +164,13 @@ def uniform_excluding(g: torch.Generator, T: int, V: int, excluded: torch.Tensor
     return out
 
 
+def uniform_pick(g: torch.Generator, allowed: torch.Tensor) -> torch.Tensor:
+    """``[k]``: for each row of ``allowed`` (``[k, V]`` bool), the index of an entry drawn
+    uniformly among its True entries (0 for a row with none)."""
+    u = torch.rand(allowed.shape, generator=g)
+    return u.masked_fill_(~allowed, -1.0).argmax(dim=1)
+
+
 _P = 2_147_483_629  # a prime below 2**31: products of two residues fit in int64
 
 

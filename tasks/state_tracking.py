@@ -20,6 +20,10 @@ Splits: ``train``, ``val``, ``test`` at ``seq_len`` and ``ood_len`` at ``ood_seq
 length ``t``, ``accuracy/len=L`` (the accuracy at position ``L - 1``) is accuracy by
 problem length; ``last_accuracy`` is the last position's.  Spaces of ``|G|^T`` sequences
 make train/test repeats astronomically unlikely (the tests check by hashing).
+
+No-skill strategies (:meth:`StateTracking.trivial_predictions`): ``copy_input`` (predict
+``x_t``: right at ``t = 1`` and whenever ``P_{t-1}`` is the identity) and
+``most_frequent_state`` (the most frequent target of the data being scored, everywhere).
 """
 
 from __future__ import annotations
@@ -135,6 +139,14 @@ class StateTracking(LengthOODSplits, Task):
         g = split_generator(self.name, split, seed)
         x = torch.randint(0, self.group_size, (n, self.split_len(split)), generator=g)
         return TaskData(x, running_products(x, multiplication_table(self.config.group)))
+
+    def trivial_predictions(self, data: TaskData, split: str) -> dict[str, torch.Tensor]:
+        """``copy_input`` and ``most_frequent_state`` (see the module docstring)."""
+        x, y = data.inputs, data.targets
+        if y.numel() == 0:
+            return {}
+        mode = torch.bincount(y.reshape(-1), minlength=self.group_size).argmax()
+        return {"copy_input": x.clone(), "most_frequent_state": torch.full_like(y, int(mode))}
 
     def report_lengths(self, T: int) -> list[int]:
         """Problem lengths reported as ``accuracy/len=L``: multiples of ``seq_len / 4``."""

@@ -23,9 +23,27 @@ def test_train_val_test_partition_all_pairs(p, tf, vf, seed):
         assert (eq == p).all() and ((a >= 0) & (a < p) & (b >= 0) & (b < p)).all()
         assert (d.targets[:, :2] == IGNORE).all() and torch.equal(d.targets[:, 2], (a + b) % p)
         seen.append(a * p + b)
+        # a + b = b + a: both orders of every pair are in the same split
+        assert set(zip(a.tolist(), b.tolist())) == set(zip(b.tolist(), a.tolist())), split
     allp = torch.cat(seen)
     assert allp.numel() == p * p and torch.equal(allp.sort().values, torch.arange(p * p))
     assert len(seen[0]) == round(tf * p * p)
+
+
+@pytest.mark.parametrize("preset", ["quick", "paper"])
+def test_no_val_or_test_pair_has_its_swap_in_train(preset):
+    task = make_task("modular_addition", preset=preset)
+    train = set(map(tuple, task.generate("train", seed=1).inputs[:, :2].tolist()))
+    assert len(train) == task.config.n_train
+    for split in ("val", "test"):
+        pairs = set(map(tuple, task.generate(split, seed=1).inputs[:, :2].tolist()))
+        assert len(pairs) == task.split_size(split)
+        assert not train & pairs and not train & {(b, a) for a, b in pairs}, split
+    d = task.diagonal_counts()
+    assert sum(d) == task.config.p
+    # the pairs a = a are spread in proportion to the split sizes (up to two per split)
+    for di, size in zip(d, (task.config.n_train, task.config.n_val, task.config.n_test)):
+        assert abs(di - size / task.config.p) <= 2
 
 
 def test_derived_sizes_and_full_batch():

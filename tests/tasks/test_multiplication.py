@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tasks import IGNORE, TaskConfigError, make_task
-from tasks.multiplication import EQUALS, STAR, decode_operands, pair_bucket
+from tasks.multiplication import EQUALS, STAR, decode_operands, pair_bucket, split_codes
 
 
 def digits_value(ds: list[int]) -> int:
@@ -19,9 +19,10 @@ def digits_value(ds: list[int]) -> int:
 def test_digits_decode_to_the_product(n, m, seed, split):
     K = 3 if n + m <= 2 else 16
     task = make_task("multiplication", {"n_digits": n, "m_digits": m, "holdout_modulus": K})
-    data = task.generate(split, n=32, seed=seed)
+    rows = 32 if n + m > 3 else min(32, split_codes(n, m, K, split).numel())
+    data = task.generate(split, n=rows, seed=seed)
     T = 2 * (n + m) + 1
-    assert data.inputs.shape == (32, T)
+    assert data.inputs.shape == (rows, T)
     eq = n + 1 + m
     for x, y in zip(data.inputs.tolist(), data.targets.tolist()):
         assert x[n] == STAR and x[eq] == EQUALS
@@ -32,7 +33,8 @@ def test_digits_decode_to_the_product(n, m, seed, split):
         assert len(prod) == n + m and digits_value(prod) == a * b
         assert x[eq + 1 :] == prod[:-1], "teacher forcing: the inputs hold the product shifted by one"
     a, b = decode_operands(data.inputs, n, m)
-    bucket = pair_bucket(a, b, m, K)
+    assert len(set(zip(a.tolist(), b.tolist()))) == rows, "no pair repeats within a split"
+    bucket = pair_bucket(a, b, n, m, K)
     if split == "test":
         assert (bucket == 0).all()
     elif split == "val":
@@ -45,27 +47,73 @@ def test_hash_partition_is_balanced_and_fixed():
     g = torch.Generator().manual_seed(0)
     a = torch.randint(1000, 10000, (400_000,), generator=g)
     b = torch.randint(1000, 10000, (400_000,), generator=g)
-    counts = torch.bincount(pair_bucket(a, b, 4, 64), minlength=64).double()
+    counts = torch.bincount(pair_bucket(a, b, 4, 4, 64), minlength=64).double()
     assert (counts / counts.mean() - 1).abs().max() < 0.06
     # neighbouring pairs are spread over the buckets, not clustered
-    near = pair_bucket(torch.full((640,), 4321), torch.arange(1000, 1640), 4, 64)
+    near = pair_bucket(torch.full((640,), 4321), torch.arange(1000, 1640), 4, 4, 64)
     assert len(set(near.tolist())) > 50
+    # equal digit counts: a pair and its swap share a bucket; different counts: independent
+    assert torch.equal(pair_bucket(a, b, 4, 4, 64), pair_bucket(b, a, 4, 4, 64))
+    assert not torch.equal(pair_bucket(a, b, 4, 4, 64), pair_bucket(a, b, 4, 5, 64))
 
 
-def test_test_pairs_never_appear_in_train_across_seeds():
+def _pairs(task, split, n=None, seed=0):
+    c = task.config
+    a, b = decode_operands(task.generate(split, n=n, seed=seed).inputs, c.n_digits, c.m_digits)
+    return list(zip(a.tolist(), b.tolist()))
+
+
+def test_quick_test_set_is_not_answerable_from_memory():
     task = make_task("multiplication", preset="quick")           # 2x2: 8100 pairs
-    test = set(map(tuple, task.generate("test", n=2000, seed=0).inputs[:, :5].tolist()))
+    test, val = _pairs(task, "test"), _pairs(task, "val")
+    assert len(set(test)) == len(test) == task.config.n_test, "test pairs drawn without replacement"
+    assert len(set(val)) == len(val) == task.config.n_val
+    assert not set(test) & set(val)
     for seed in range(3):
-        train = set(map(tuple, task.generate("train", n=5000, seed=seed).inputs[:, :5].tolist()))
-        assert not train & test
+        train = _pairs(task, "train", seed=seed)
+        assert len(set(train)) == len(train) == task.config.n_train
+        seen = set(train)
+        for split, pairs in (("test", test), ("val", val)):
+            assert not seen & set(pairs), split
+            assert not seen & {(y, x) for x, y in pairs}, f"the swap of a {split} pair is in train"
     # the buckets do not depend on the seed: every test pair, whatever the seed, is in bucket 0
     a = torch.arange(10, 100).repeat_interleave(90)
     b = torch.arange(10, 100).repeat(90)
-    bucket0 = set(zip(a[pair_bucket(a, b, 2, 16) == 0].tolist(), b[pair_bucket(a, b, 2, 16) == 0].tolist()))
-    assert 400 < len(bucket0) < 620
+    bucket0 = set(zip(a[pair_bucket(a, b, 2, 2, 8) == 0].tolist(), b[pair_bucket(a, b, 2, 2, 8) == 0].tolist()))
+    assert len(bucket0) == split_codes(2, 2, 8, "test").numel()
     for seed in (0, 9):
-        x, y = decode_operands(task.generate("test", n=500, seed=seed).inputs, 2, 2)
-        assert set(zip(x.tolist(), y.tolist())) <= bucket0
+        assert set(_pairs(task, "test", seed=seed)) <= bucket0
+
+
+def test_the_whole_split_without_replacement_and_a_clear_error_beyond():
+    task = make_task("multiplication", {"n_digits": 2, "m_digits": 1, "holdout_modulus": 8})
+    total = split_codes(2, 1, 8, "test").numel()
+    assert 0 < total < 810
+    pairs = _pairs(task, "test", n=total, seed=1)
+    assert len(set(pairs)) == total
+    with pytest.raises(ValueError, match=rf"has {total} distinct test pairs; asked for {total + 1}.*n_test <= {total}"):
+        task.generate("test", n=total + 1)
+    with pytest.raises(ValueError, match="n_train <="):
+        make_task("multiplication", {"n_digits": 2, "m_digits": 2, "n_train": 8000}).generate("train")
+
+
+def test_large_spaces_sample_distinct_pairs_by_rejection():
+    task = make_task("multiplication", {"n_digits": 4, "m_digits": 4, "holdout_modulus": 4})   # 81M pairs
+    pairs = _pairs(task, "test", n=3000, seed=2)
+    assert len(set(pairs)) == 3000
+    train = set(_pairs(task, "train", n=20_000, seed=2))
+    assert not train & {(y, x) for x, y in pairs} and not train & set(pairs)
+    with pytest.raises(ValueError, match="more than half of them"):
+        task.generate("test", n=11_000_000)
+
+
+def test_different_digit_counts_keep_the_swap_format_apart():
+    """3x2 and its swap 2x3 are different examples (different formats); the split is over
+    ordered pairs and still disjoint."""
+    task = make_task("multiplication", {"n_digits": 3, "m_digits": 2, "holdout_modulus": 8})
+    test = set(_pairs(task, "test", n=500))
+    train = set(_pairs(task, "train", n=20_000))
+    assert not test & train
 
 
 def test_presets():
