@@ -8,16 +8,17 @@ op.  Each layer sets up its own initialisation here (forget-gate bias, PaTH's ``
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from kernels import (
     apply_rope, deltanet, fox_attention, linear_attention, momentum_attention, path_attention,
 )
-from models.layers import init_linear
+from models.layers import RMSNorm, ShortConv, init_linear
 from models.mixers.attention import MultiHeadMixer
 from models.registry import register_mixer
 
@@ -175,19 +176,67 @@ class LinearAttention(MultiHeadMixer):
         return self.merge(linear_attention(q, k, v, chunk_size=self.chunk_size))
 
 
-@register_mixer("deltanet", "DeltaNet: the delta rule, chunked with the WY representation (Yang et al. 2024)")
-class DeltaNet(MultiHeadMixer):
-    Options = ChunkOptions
+class DeltaNetOptions(_Opts):
+    chunk_size: int = Field(64, ge=1)
+    conv_size: int | None = Field(4, ge=0, description="short causal depthwise conv on q, k, v after the "
+                                  "projections (kernel width); 0 or null: none")
+    feature_map: Literal["silu", "identity"] = Field("silu", description="on q and k before L2 normalisation")
+    value_silu: bool = Field(True, description="SiLU on v (flash-linear-attention's DeltaNet applies it)")
+    output_norm: bool = Field(True, description="per-head RMSNorm of the delta-rule output")
+    output_gate: bool = Field(False, description="gate the normed output with SiLU(W_g x); adds d_model^2 "
+                              "parameters per layer, so sizes are no longer matched")
 
-    def __init__(self, d_model: int, n_heads: int, options: ChunkOptions, layer_idx: int = 0, n_layers: int = 1) -> None:
+    @model_validator(mode="after")
+    def _check(self) -> "DeltaNetOptions":
+        if self.output_gate and not self.output_norm:
+            raise ValueError("output_gate needs output_norm: true (the gate multiplies the normed output)")
+        return self
+
+
+@register_mixer("deltanet", "DeltaNet: delta rule with short convs, SiLU + L2 q/k and an output norm (Yang et al. 2024)")
+class DeltaNet(MultiHeadMixer):
+    """DeltaNet as in Yang et al. 2024, "Parallelizing Linear Transformers with the Delta Rule over
+    Sequence Length" (the layer of flash-linear-attention's ``DeltaNet``)::
+
+        q, k, v = conv4(W_q x), conv4(W_k x), conv4(W_v x)          short causal depthwise convs
+        q, k = L2(SiLU(q)), L2(SiLU(k));  v = SiLU(v);  beta = sigmoid(w_beta . x) per head
+        S_t = S_{t-1} (I - beta_t k_t k_t^T) + beta_t v_t k_t^T;   o_t = S_t q_t / sqrt(d_head)
+        out = W_o RMSNorm_head(o)                                   (gated: RMSNorm(o) * SiLU(W_g x))
+
+    Options turn the parts off one by one; ``conv_size: 0, feature_map: identity,
+    value_silu: false, output_norm: false`` is the bare delta rule (Schlag et al. 2021 with
+    L2-normalised q, k). Differences from the paper's layer: none known in the defaults
+    (the gate is off by default, as in flash-linear-attention); the convs start normal
+    with std 0.02 like flash-linear-attention's models (the ``causal-conv1d`` kernel
+    initialisation differs by backend there).
+    """
+
+    Options = DeltaNetOptions
+
+    def __init__(self, d_model: int, n_heads: int, options: DeltaNetOptions, layer_idx: int = 0,
+                 n_layers: int = 1) -> None:
         super().__init__(d_model, n_heads, n_layers)
-        self.chunk_size = options.chunk_size
-        self.beta = nn.Linear(d_model, n_heads, bias=True)
-        nn.init.normal_(self.beta.weight, std=0.02)
-        nn.init.zeros_(self.beta.bias)
+        self.opts = options
+        self.conv = ShortConv(3 * d_model, options.conv_size) if options.conv_size else None
+        self.beta = init_linear(nn.Linear(d_model, n_heads, bias=False))
+        self.norm = RMSNorm(self.head_dim, eps=1e-5) if options.output_norm else None
+        self.gate = init_linear(nn.Linear(d_model, d_model, bias=False)) if options.output_gate else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        q, k, v = self.split_qkv(x)
-        q = F.normalize(q, dim=-1)  # keys are normalised inside the op
+        b, t, _ = x.shape
+        qkv = self.qkv(x)
+        if self.conv is not None:  # one depthwise conv over the fused q|k|v = three separate convs
+            qkv = self.conv(qkv)
+        q, k, v = qkv.view(b, t, 3, self.n_heads, self.head_dim).unbind(2)
+        if self.opts.feature_map == "silu":
+            q, k = F.silu(q), F.silu(k)
+        if self.opts.value_silu:
+            v = F.silu(v)
+        q = F.normalize(q, dim=-1)  # keys are L2-normalised inside the op
         beta = torch.sigmoid(self.beta(x))
-        return self.merge(deltanet(q, k, v, beta, chunk_size=self.chunk_size))
+        o = deltanet(q, k, v, beta, chunk_size=self.opts.chunk_size)
+        if self.norm is not None:
+            o = self.norm(o)
+        if self.gate is not None:
+            o = o * F.silu(self.gate(x)).view(b, t, self.n_heads, self.head_dim)
+        return self.merge(o)
