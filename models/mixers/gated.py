@@ -29,11 +29,15 @@ class _Opts(BaseModel):
 
 # -- FoX ------------------------------------------------------------------------------
 
+# Forget-gate bias at initialisation, (first head, last head), spread linearly across heads.
+GATE_BIAS = (1.0, 5.0)
+
+
 class ForgetGate(nn.Module):
     """Per-head scalar forget gate ``f_t = sigmoid(w_f . x_t + b_f)``, returned as ``log f_t``.
 
-    The bias starts spread over ``[bias_low, bias_high]`` across heads, so some heads
-    forget fast and some barely at all (``sigmoid(5) ~ 0.993``).
+    The bias starts spread linearly over ``[bias_low, bias_high]`` across heads (equal
+    bounds: every head starts at that bias; ``0, 0`` is the authors' zero init, ``f = 0.5``).
     """
 
     def __init__(self, d_model: int, n_heads: int, bias_low: float, bias_high: float) -> None:
@@ -49,14 +53,24 @@ class ForgetGate(nn.Module):
 
 class FoXOptions(_Opts):
     rope: bool = Field(False, description="FoX uses no position encoding by default")
-    gate_bias_low: float = Field(1.0, description="forget-gate bias of the first head")
-    gate_bias_high: float = Field(5.0, description="forget-gate bias of the last head")
+    gate_bias_low: float = Field(GATE_BIAS[0], description="forget-gate bias of the first head")
+    gate_bias_high: float = Field(GATE_BIAS[1], description="forget-gate bias of the last head")
 
 
 @register_mixer("fox", "Forgetting Transformer: softmax attention with a per-head forget gate (Lin et al. 2025)")
 class FoX(MultiHeadMixer):
-    Options = FoXOptions
+    """The Forgetting Transformer's attention, Lin et al. 2025 ("Forgetting Transformer: Softmax
+    Attention with a Forget Gate"), in its basic ("LLaMA") form: causal softmax attention whose
+    logit ``q_i . k_j / sqrt(d)`` gets ``+ sum_{s=j+1..i} log f_s`` with the data-dependent
+    per-head gate ``f_t = sigmoid(w_f . x_t + b_f)``; no RoPE.
 
+    Differences from the authors' layer: the "Pro" block's extras (output gate, output
+    RMSNorm, QK-norm, data-dependent key/value shift) are not included; the authors' code
+    starts ``b_f`` at zero, here it starts at ``GATE_BIAS`` spread across heads (options
+    ``gate_bias_low/high``; see the README for the measurement behind the default).
+    """
+
+    Options = FoXOptions
     def __init__(self, d_model: int, n_heads: int, options: FoXOptions, layer_idx: int = 0, n_layers: int = 1) -> None:
         super().__init__(d_model, n_heads, n_layers)
         self.opts = options
@@ -74,14 +88,14 @@ class FoX(MultiHeadMixer):
 class HouseholderParams(nn.Module):
     """PaTH's per-position ``w_t`` (unit vectors) and ``beta_t`` in (0, 2), per head.
 
-    ``w_t = L2-normalise(short causal depthwise conv(low-rank projection of x_t))`` and
+    ``w_t = L2-normalise(SiLU(short causal depthwise conv(low-rank projection of x_t)))`` and
     ``beta_t = 2 * sigmoid(u . x_t + b)``, so ``I - beta w w^T`` can have eigenvalue
     ``1 - beta < 0`` (a reflection at ``beta = 2``).
     """
 
-    def __init__(self, d_model: int, n_heads: int, rank: int, conv: int) -> None:
+    def __init__(self, d_model: int, n_heads: int, rank: int, conv: int, silu: bool = True) -> None:
         super().__init__()
-        self.n_heads, self.head_dim = n_heads, d_model // n_heads
+        self.n_heads, self.head_dim, self.silu = n_heads, d_model // n_heads, silu
         self.down = init_linear(nn.Linear(d_model, rank, bias=False), std=1.0 / math.sqrt(d_model))
         self.up = init_linear(nn.Linear(rank, d_model, bias=False), std=1.0 / math.sqrt(rank))
         self.conv = nn.Conv1d(d_model, d_model, conv, groups=d_model, padding=conv - 1, bias=False)
@@ -97,6 +111,8 @@ class HouseholderParams(nn.Module):
         b, t, _ = x.shape
         u = self.up(self.down(x)).transpose(1, 2)  # [B, D, T]
         u = self.conv(u)[..., :t].transpose(1, 2)  # causal: drop the right padding
+        if self.silu:
+            u = F.silu(u)
         w = F.normalize(u.view(b, t, self.n_heads, self.head_dim).float(), dim=-1).to(x.dtype)
         beta = 2.0 * torch.sigmoid(self.beta(x))
         return w, beta
@@ -105,18 +121,34 @@ class HouseholderParams(nn.Module):
 class PaTHOptions(_Opts):
     w_rank: int | None = Field(None, ge=1, description="rank of the w projection (default d_model // 16, at least 4)")
     conv_size: int = Field(3, ge=1, description="width of the causal convolution on w")
+    w_silu: bool = Field(True, description="SiLU after the convolution on w, before L2 normalisation")
 
 
 @register_mixer("path", "PaTH attention: accumulated Householder position encoding (Yang et al. 2025)")
 class PaTH(MultiHeadMixer):
+    """PaTH attention, Yang et al. 2025, "PaTH Attention: Position Encoding via Accumulating
+    Householder Transformations" (the layer of flash-linear-attention's ``PaTHAttention``).
+
+    Softmax attention whose key at ``j`` is seen by the query at ``i`` through
+    ``prod_{s=j+1..i} (I - beta_s w_s w_s^T)``; ``w`` is a low-rank projection, a short
+    causal conv (width 3), SiLU and L2 normalisation; ``beta = 2 sigmoid(.)``; no RoPE.
+
+    Differences from the authors' layer: the ``w`` rank scales with the model
+    (``d_model // 16``, at least 4; theirs is fixed at 32, which at ``d_model <= 128`` would
+    break the 5% size match); the ``w`` conv starts near the identity filter (theirs: normal
+    with std 0.02) and the ``w`` projections start at ``1/sqrt(fan_in)``; the optional QK-norm
+    of their layer (off by default there) is not offered.
+    """
+
     Options = PaTHOptions
     forget_gate = False
 
     def __init__(self, d_model: int, n_heads: int, options: PaTHOptions, layer_idx: int = 0, n_layers: int = 1) -> None:
         super().__init__(d_model, n_heads, n_layers)
         rank = options.w_rank or max(4, d_model // 16)
-        self.householder = HouseholderParams(d_model, n_heads, rank, options.conv_size)
-        self.gate = ForgetGate(d_model, n_heads, 1.0, 5.0) if self.forget_gate else None
+        self.householder = HouseholderParams(d_model, n_heads, rank, options.conv_size, options.w_silu)
+        self.gate = (ForgetGate(d_model, n_heads, options.gate_bias_low, options.gate_bias_high)
+                     if self.forget_gate else None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v = self.split_qkv(x)
@@ -125,8 +157,18 @@ class PaTH(MultiHeadMixer):
         return self.merge(path_attention(q, k, v, w, beta, log_f))
 
 
+class PaTHFoXOptions(PaTHOptions):
+    gate_bias_low: float = Field(GATE_BIAS[0], description="forget-gate bias of the first head")
+    gate_bias_high: float = Field(GATE_BIAS[1], description="forget-gate bias of the last head")
+
+
 @register_mixer("path-fox", "PaTH attention plus the FoX forget gate (Yang et al. 2025)")
 class PaTHFoX(PaTH):
+    """PaTH-FoX from the same paper: PaTH attention with FoX's data-dependent forget gate
+    added to the logits. Differences from the authors' layer: those of :class:`PaTH`; the gate
+    bias starts like :class:`FoX`'s (options ``gate_bias_low/high``)."""
+
+    Options = PaTHFoXOptions
     forget_gate = True
 
 
