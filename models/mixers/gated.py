@@ -182,6 +182,19 @@ class MomentumOptions(_Opts):
 
 @register_mixer("momentum", "Momentum attention: a first-difference shear on q and k before RoPE (2026)")
 class MomentumAttention(MultiHeadMixer):
+    """Momentum attention, Maitra 2026 ("Momentum Attention: The Physics of In-Context
+    Learning and Spectral Forensics for Mechanistic Interpretability", arXiv 2602.04902):
+    the symplectic shear ``q_t + gamma (q_t - q_{t-1})`` on queries and keys (values
+    untouched), then RoPE softmax attention.
+
+    Differences from the paper's layer, not changed here (each would change the
+    ``momentum_attention`` op in ``kernels/``): the shear is applied *before* RoPE
+    (``kernels/momentum`` gives the reason), while the paper's orthogonality argument is
+    stated for momentum applied to the RoPE-rotated q, k; gamma is one learnable scalar per
+    layer starting at 0.5 (``learnable: false`` fixes it), while the paper studies fixed
+    couplings and fits ``gamma* = 4.17 N^-0.74`` against depth.
+    """
+
     Options = MomentumOptions
 
     def __init__(self, d_model: int, n_heads: int, options: MomentumOptions, layer_idx: int = 0,
@@ -207,6 +220,12 @@ class ChunkOptions(_Opts):
 
 @register_mixer("linear", "linear attention with an elu+1 feature map (Katharopoulos et al. 2020)")
 class LinearAttention(MultiHeadMixer):
+    """Causal linear attention of Katharopoulos et al. 2020 ("Transformers are RNNs"):
+    ``o_i = sum_j phi(q_i).phi(k_j) v_j / sum_j phi(q_i).phi(k_j)`` with ``phi = elu + 1``,
+    computed in chunks. No differences from the paper's layer (an ``eps`` in the
+    denominator guards against division by zero).
+    """
+
     Options = ChunkOptions
 
     def __init__(self, d_model: int, n_heads: int, options: ChunkOptions, layer_idx: int = 0, n_layers: int = 1) -> None:
