@@ -30,6 +30,7 @@ class _Opts(BaseModel):
 # -- FoX ------------------------------------------------------------------------------
 
 # Forget-gate bias at initialisation, (first head, last head), spread linearly across heads.
+# The FoX authors start at 0; 1..5 learned far better in small models (see FoX's docstring).
 GATE_BIAS = (1.0, 5.0)
 
 
@@ -66,8 +67,11 @@ class FoX(MultiHeadMixer):
 
     Differences from the authors' layer: the "Pro" block's extras (output gate, output
     RMSNorm, QK-norm, data-dependent key/value shift) are not included; the authors' code
-    starts ``b_f`` at zero, here it starts at ``GATE_BIAS`` spread across heads (options
-    ``gate_bias_low/high``; see the README for the measurement behind the default).
+    starts ``b_f`` at zero (``f = 0.5``), here it starts spread over ``GATE_BIAS = 1..5``
+    across heads (``gate_bias_low/high: 0`` gives theirs). Measured at d_model 32, 2 layers,
+    2 heads (README): zero init reached test 0.03 and 0.04 on quick needle where the spread
+    init reached 1.0 and 0.74, and MQAR 0.15 vs 0.25 (mean of 3 seeds); a gate of 0.5 per
+    step hides everything a few tokens back until the bias has been learned.
     """
 
     Options = FoXOptions
