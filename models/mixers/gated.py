@@ -258,7 +258,7 @@ class DeltaNetOptions(_Opts):
         return self
 
 
-@register_mixer("deltanet", "DeltaNet: delta rule with short convs, SiLU + L2 q/k and an output norm (Yang et al. 2024)")
+@register_mixer("deltanet", "DeltaNet: delta rule, short convs, SiLU + L2 q/k, output norm (Yang et al. 2024)")
 class DeltaNet(MultiHeadMixer):
     """DeltaNet as in Yang et al. 2024, "Parallelizing Linear Transformers with the Delta Rule over
     Sequence Length" (the layer of flash-linear-attention's ``DeltaNet``)::
@@ -270,10 +270,12 @@ class DeltaNet(MultiHeadMixer):
 
     Options turn the parts off one by one; ``conv_size: 0, feature_map: identity,
     value_silu: false, output_norm: false`` is the bare delta rule (Schlag et al. 2021 with
-    L2-normalised q, k). Differences from the paper's layer: none known in the defaults
-    (the gate is off by default, as in flash-linear-attention); the convs start normal
-    with std 0.02 like flash-linear-attention's models (the ``causal-conv1d`` kernel
-    initialisation differs by backend there).
+    L2-normalised q, k; ``beta`` has no bias, as in flash-linear-attention). Differences from
+    the paper's layer: none known in the defaults (the output gate is off, as in
+    flash-linear-attention). The convs start normal with std ``arch.init_std`` (0.02), as
+    flash-linear-attention's models initialise them; in the small models here (d_model 32) the
+    output's mean square then starts below the norm's eps (1e-5), so the norm starts as a
+    plain rescale and normalises only once the weights have grown.
     """
 
     Options = DeltaNetOptions
