@@ -53,6 +53,23 @@ class RMSNorm(nn.Module):
         return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
 
 
+class ShortConv(nn.Module):
+    """Causal depthwise convolution over time on ``[B, T, C]``: ``y_t = sum_i w_i x_{t-i}``, ``i < size``.
+
+    Weights start normal with ``std`` (default :func:`base_std`, as flash-linear-attention's
+    models initialise their short convolutions); no bias.
+    """
+
+    def __init__(self, channels: int, size: int, std: float | None = None) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(channels, channels, size, groups=channels, padding=size - 1, bias=False)
+        nn.init.normal_(self.conv.weight, std=base_std() if std is None else std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = x.shape[1]
+        return self.conv(x.transpose(1, 2))[..., :t].transpose(1, 2)  # drop the right padding: causal
+
+
 class SwiGLU(nn.Module):
     def __init__(self, d_model: int, hidden: int, out_std: float) -> None:
         super().__init__()

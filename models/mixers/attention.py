@@ -43,6 +43,15 @@ class MultiHeadMixer(nn.Module):
 
 @register_mixer("transformer", "softmax attention with RoPE (Vaswani et al. 2017; Su et al. 2021)")
 class SoftmaxAttention(MultiHeadMixer):
+    """Multi-head causal softmax attention (Vaswani et al. 2017) with rotary position
+    embedding (Su et al. 2021, "RoFormer"), as in LLaMA-style models.
+
+    Differences from the papers' layers: none in the mixer (no projection biases, RoPE in
+    the "rotate half" layout, base 10,000, on every head dimension). The backbone around
+    it is pre-norm RMSNorm + SwiGLU (LLaMA), not the 2017 post-LayerNorm + ReLU block with
+    sinusoidal absolute positions.
+    """
+
     Options = AttentionOptions
 
     def __init__(self, d_model: int, n_heads: int, options: AttentionOptions,
@@ -68,9 +77,20 @@ class SlidingOptions(AttentionOptions):
 
 @register_mixer("nope", "softmax attention without position encoding (control)")
 class NoPEAttention(SoftmaxAttention):
+    """Causal softmax attention with no position encoding (NoPE; Kazemnejad et al. 2023, "The
+    Impact of Positional Encoding on Length Generalization in Transformers"): order is
+    known only through the causal mask. A control; no differences from that setting."""
+
     Options = NoPEOptions
 
 
 @register_mixer("sliding", "RoPE softmax attention limited to a window (control)")
 class SlidingAttention(SoftmaxAttention):
+    """RoPE softmax attention where each query sees only its last ``window`` keys (itself
+    included): the sliding-window attention of Longformer (Beltagy et al. 2020) and Mistral
+    7B (Jiang et al. 2023), used here as a bounded-memory control. Differences: every layer
+    uses the window (no global tokens, no interleaved full-attention layers); default
+    window 32 (Mistral: 4,096), sized for the short probes.
+    """
+
     Options = SlidingOptions

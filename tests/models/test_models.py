@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from models import LM, ArchConfig, CheckpointError, get_mixer, load_checkpoint, mixer_names, save_checkpoint
+from models.mixers.gated import GATE_BIAS
 from models.registry import UnknownArchError
 
 ZOO = ["transformer", "nope", "sliding", "fox", "path", "path-fox", "momentum", "linear", "deltanet"]
@@ -15,21 +16,40 @@ def test_every_architecture_is_registered():
         get_mixer("nosuch")
 
 
-@pytest.mark.parametrize("name", ZOO)
-def test_mixers_are_causal(name):
-    """Changing a future token never changes an earlier output."""
+VARIANTS = [(n, {}) for n in ZOO] + [
+    ("deltanet", {"conv_size": 0, "feature_map": "identity", "value_silu": False, "output_norm": False}),
+    ("deltanet", {"conv_size": 2, "output_gate": True}),
+    ("path", {"w_silu": False, "conv_size": 5}),
+]
+
+
+@pytest.mark.parametrize("name, options", VARIANTS)
+def test_mixers_are_causal(name, options):
+    """Changing the token at t never changes an output before t, and does change the output at t."""
     torch.manual_seed(0)
-    m = LM(ArchConfig(name=name, d_model=32, n_layers=2, n_heads=2), 50).double().eval()
+    m = LM(ArchConfig(name=name, d_model=32, n_layers=2, n_heads=2, options=options), 50).double().eval()
     x = torch.randint(0, 50, (2, 23))
-    y = x.clone()
-    y[:, 15:] = (y[:, 15:] + 7) % 50
-    with torch.no_grad():
-        a, b = m(x), m(y)
-    assert torch.allclose(a[:, :15], b[:, :15], atol=1e-10)
-    assert not torch.allclose(a[:, 15:], b[:, 15:])
+    for t in (1, 9, 15):  # one token at a time: a conv reaching forward would show here
+        y = x.clone()
+        y[:, t] = (y[:, t] + 7) % 50
+        with torch.no_grad():
+            a, b = m(x), m(y)
+        assert torch.allclose(a[:, :t], b[:, :t], atol=1e-10), t
+        assert not torch.allclose(a[:, t], b[:, t]), t
 
 
-@pytest.mark.parametrize("size", [(64, 2, 2), (128, 2, 4), (256, 4, 8)])
+def test_short_conv_sees_exactly_its_window():
+    from models.layers import ShortConv
+
+    torch.manual_seed(0)
+    conv = ShortConv(6, 4).double()
+    x = torch.randn(1, 12, 6, dtype=torch.float64, requires_grad=True)
+    conv(x)[0, 7].sum().backward()
+    touched = (x.grad[0].abs().sum(-1) > 0).nonzero().flatten().tolist()
+    assert touched == [4, 5, 6, 7]  # y_7 reads x_4..x_7 and nothing else
+
+
+@pytest.mark.parametrize("size", [(32, 2, 2), (64, 2, 2), (128, 2, 4), (256, 4, 8)])
 @pytest.mark.parametrize("mlp", ["swiglu", "hourglass"])
 def test_sizes_are_matched_within_5_percent(size, mlp):
     d, n_layers, n_heads = size
@@ -44,7 +64,11 @@ def test_layer_initialisation_survives_model_construction():
     torch.manual_seed(0)
     m = LM(ArchConfig(name="fox", d_model=64, n_layers=2, n_heads=4), 100)
     bias = m.blocks[0].mixer.gate.proj.bias
-    assert torch.allclose(bias, torch.linspace(1.0, 5.0, 4))
+    assert torch.allclose(bias, torch.linspace(*GATE_BIAS, 4))
+    for name in ("fox", "path-fox"):  # the other init stays reachable, for both gated mixers
+        spread = LM(ArchConfig(name=name, d_model=64, n_layers=2, n_heads=4,
+                               options={"gate_bias_low": 1.0, "gate_bias_high": 5.0}), 100)
+        assert torch.allclose(spread.blocks[1].mixer.gate.proj.bias, torch.tensor([1.0, 7 / 3, 11 / 3, 5.0]))
     p = LM(ArchConfig(name="path", d_model=64, n_layers=2, n_heads=4), 100)
     assert torch.all(p.blocks[1].mixer.householder.beta.bias == 0)  # beta starts at 2 * sigmoid(0) = 1
     conv = p.blocks[0].mixer.householder.conv.weight
@@ -131,3 +155,76 @@ def test_hourglass_is_wide_narrow_wide():
     assert wide == 256 and narrow < wide
     block = LM(ArchConfig(d_model=128, mlp="hourglass"), 10).blocks[0].mlp
     assert isinstance(block, Hourglass) and block.down.out_features == narrow
+
+
+def _deltanet(**options):
+    from models.mixers.gated import DeltaNet
+
+    return DeltaNet(32, 2, get_mixer("deltanet").Options(**options)).double()
+
+
+def test_deltanet_is_the_paper_layer_by_default():
+    opts = ArchConfig(name="deltanet").resolved().options
+    assert (opts["conv_size"], opts["feature_map"], opts["value_silu"], opts["output_norm"]) == (4, "silu", True, True)
+    torch.manual_seed(0)
+    paper, bare = _deltanet(), _deltanet(conv_size=0, feature_map="identity", value_silu=False, output_norm=False)
+    assert paper.conv.conv.weight.shape == (96, 1, 4) and bare.conv is None and bare.norm is None
+    bare.load_state_dict(paper.state_dict(), strict=False)  # same projections and beta
+    x = torch.randn(2, 19, 32, dtype=torch.float64)
+    assert not torch.allclose(paper(x), bare(x), atol=1e-6)
+
+
+def test_deltanet_conv_sits_on_the_projections():
+    """With the conv set to the identity filter, the conv variant equals the variant without it."""
+    torch.manual_seed(0)
+    with_conv, without = _deltanet(), _deltanet(conv_size=0)
+    without.load_state_dict(with_conv.state_dict(), strict=False)
+    x = torch.randn(2, 19, 32, dtype=torch.float64)
+    assert not torch.allclose(with_conv(x), without(x), atol=1e-6)
+    with torch.no_grad():
+        with_conv.conv.conv.weight.zero_()
+        with_conv.conv.conv.weight[:, 0, -1] = 1.0
+    assert torch.allclose(with_conv(x), without(x), atol=1e-10)
+
+
+@pytest.mark.parametrize("feature_map", ["silu", "identity"])
+def test_deltanet_feature_map_and_output_norm(feature_map):
+    def into_out_proj(m, x):
+        seen = {}
+        m.out.register_forward_hook(lambda mod, inp, out: seen.setdefault("o", inp[0]))
+        m(x)
+        return seen["o"].view(2, 19, 2, 16)
+
+    torch.manual_seed(0)
+    m = _deltanet(feature_map=feature_map)
+    bare = _deltanet(feature_map=feature_map, output_norm=False)
+    bare.load_state_dict(m.state_dict(), strict=False)
+    x = torch.randn(2, 19, 32, dtype=torch.float64)
+    o, normed = into_out_proj(bare, x), into_out_proj(m, x)
+    # RMSNorm over each head's own dims (eps 1e-5, as flash-linear-attention), not over d_model
+    assert torch.allclose(normed, o / (o.pow(2).mean(-1, keepdim=True) + 1e-5).sqrt(), atol=1e-12)
+    assert not torch.allclose(normed, o, atol=1e-6)
+    other = _deltanet(feature_map="identity" if feature_map == "silu" else "silu")
+    other.load_state_dict(m.state_dict())
+    x = torch.randn(2, 19, 32, dtype=torch.float64)
+    assert not torch.allclose(m(x), other(x), atol=1e-6)
+
+
+def test_deltanet_option_errors_name_the_fix():
+    from models.config import ArchConfigError
+
+    with pytest.raises(ArchConfigError, match="output_gate needs output_norm: true"):
+        ArchConfig(name="deltanet", options={"output_gate": True, "output_norm": False}).resolved()
+    with pytest.raises(ArchConfigError, match="feature_map"):
+        ArchConfig(name="deltanet", options={"feature_map": "relu"}).resolved()
+    assert ArchConfig(name="deltanet", options={"conv_size": None}).resolved().options["conv_size"] is None
+
+
+def test_path_w_silu_changes_w_only_through_the_option():
+    torch.manual_seed(0)
+    a = LM(ArchConfig(name="path", d_model=32, n_heads=2), 40)
+    b = LM(ArchConfig(name="path", d_model=32, n_heads=2, options={"w_silu": False}), 40)
+    b.load_state_dict(a.state_dict())
+    x = torch.randint(0, 40, (2, 11))
+    with torch.no_grad():
+        assert not torch.allclose(a(x), b(x), atol=1e-6)
