@@ -154,25 +154,27 @@ def _interval(per_setting: list[np.ndarray], n_boot: int, rng: np.random.Generat
 
 
 def t_interval(per_setting: list[np.ndarray], level: float = 0.95) -> tuple[float, float]:
-    """Student-t interval of the mean over settings of the per-setting seed means.
+    """Student-t interval around the entry's score (the mean over settings of the clipped
+    per-setting seed means).
 
-    Standard error from the per-setting sample variances; degrees of freedom by
-    Welch-Satterthwaite.  NaN when some setting has one seed (no variance to estimate).
-    Bounds are clipped to [0, 1] like the score.
+    The standard error comes from the per-setting sample variances of the unclipped
+    per-seed scores (clipping only shrinks the spread, so this is never too narrow) and
+    the degrees of freedom from Welch-Satterthwaite.  NaN when some setting has one seed
+    (no variance to estimate).  Bounds are clipped to [0, 1] like the score.
     """
     from scipy import stats
 
     if min(len(v) for v in per_setting) < 2:
         return float("nan"), float("nan")
     k = len(per_setting)
-    mean = float(np.mean([v.mean() for v in per_setting]))
+    score = float(np.mean([max(0.0, v.mean()) for v in per_setting]))
     parts = np.array([v.var(ddof=1) / len(v) for v in per_setting]) / k**2
     se = math.sqrt(parts.sum())
     if se == 0.0:
-        return max(0.0, mean), max(0.0, mean)
+        return score, score
     df = parts.sum() ** 2 / sum(p**2 / (len(v) - 1) for p, v in zip(parts, per_setting) if p > 0)
     half = float(stats.t.ppf(0.5 + level / 2, df)) * se
-    return float(np.clip(mean - half, 0.0, 1.0)), float(np.clip(mean + half, 0.0, 1.0))
+    return float(np.clip(score - half, 0.0, 1.0)), float(np.clip(score + half, 0.0, 1.0))
 
 
 def rank(df: pd.DataFrame, *, exclude_failed: bool = False, n_boot: int = 1000, seed: int = 0) -> Leaderboard:

@@ -21,8 +21,9 @@ unlikely at every preset (random filler everywhere; the tests check by hashing).
 No-skill strategies (:meth:`MQAR.trivial_predictions`), none of which matches the query
 to its key: ``context_value`` (a value drawn uniformly from the context's ``num_pairs``
 values), ``recent_value`` (the last pair's value) and ``value_by_position`` (at each query
-position, the value of the pair most often queried there, counted on the data being
-scored: the power-law gaps put the first pairs' queries early).
+position, the value of the pair most often queried there under the gap law, from a fixed
+simulation of it (:func:`query_position_table`), not from the data being scored: the
+power-law gaps put the first pairs' queries early).
 
 Published test sets saved as tensors (``.npz`` or ``.safetensors`` with ``inputs`` and
 ``labels``) are read by :meth:`MQAR.load`.

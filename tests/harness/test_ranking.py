@@ -104,6 +104,15 @@ def test_two_seed_interval_is_at_least_the_t_interval():
     assert t.ci_high - t.ci_low > 0.8 - 0.6  # wider than [min, max] of the two seeds
 
 
+def test_the_interval_brackets_the_score_when_a_setting_is_clipped():
+    # t1: seeds -0.3, -0.25 normalised (clipped to 0); t2: 0.2, 0.25 -> score (0 + 0.225) / 2
+    rows = [row(task="t1", seed=s, val=v, test=v, floor=0.5) for s, v in ((0, 0.35), (1, 0.375))]
+    rows += [row(task="t2", seed=s, val=v, test=v, floor=0.5) for s, v in ((0, 0.6), (1, 0.625))]
+    t = rank(frame(rows)).table.iloc[0]
+    assert t.score == pytest.approx(0.1125)
+    assert t.ci_low <= t.score <= t.ci_high
+
+
 def test_one_seed_has_no_interval():
     t = rank(frame([row(seed=0, val=0.6, test=0.6)])).table.iloc[0]
     assert np.isnan(t.ci_low) and np.isnan(t.ci_high) and t.seeds == 1

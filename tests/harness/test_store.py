@@ -191,3 +191,36 @@ def test_upgrade_to_0003_fills_identity_from_the_stored_config_and_keeps_scores(
     assert (run.entry_id, run.setting_id) == (entry_id(cfg), setting_id(cfg))
     assert (run.d_model, run.n_layers, run.n_heads) == (32, 2, 2)
     assert (run.val_score, run.test_score, run.floor) == (0.5, 0.25, None)  # numbers kept; floor not yet known
+
+
+def test_db_upgrade_computes_the_floors_of_old_runs(tmp_path):
+    from alembic import command
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+    from harness.config import RunConfig, run_id
+    from tasks import make_task
+
+    cfg = RunConfig(arch={"name": "transformer", "d_model": 32, "n_layers": 2, "n_heads": 2},
+                    task={"name": "mqar", "preset": "quick", "params": {"n_test": 64}}, seed=3).resolved()
+    lost = RunConfig(task={"name": "no-longer-registered"}, seed=0)
+    url = f"sqlite:///{tmp_path / 'v2.db'}"
+    e = eng.create(url)
+    alembic_cfg = eng._alembic_config()
+    with e.begin() as c:
+        alembic_cfg.attributes["connection"] = c
+        command.upgrade(alembic_cfg, "0002")
+        for rid, config in ((run_id(cfg), cfg.model_dump(mode="json")), ("lost", lost.model_dump(mode="json"))):
+            c.execute(text("insert into runs (id, config, arch, arch_label, size, task, task_setting, lr, seed, "
+                           "status, val_score, test_score, chance, attempts, created_at) values (:id, :config, 'a', "
+                           "'a', 's', 't', 't', 0.001, :seed, 'done', 0.5, 0.5, 0.0078, 1, '2026-01-01')"),
+                      dict(id=rid, config=json.dumps(config), seed=config["seed"]))
+    e.dispose()
+    res = CliRunner().invoke(app, ["db", "upgrade", "--db", url])
+    assert res.exit_code == 0, res.output
+    assert "floors computed for 1 runs" in res.output and "1 left at chance" in res.output
+    task = make_task("mqar", cfg.task.params)
+    expected = task.floor(task.generate("test", seed=3), "test")
+    s = Store(url)
+    assert (s.get_run(run_id(cfg)).floor, s.get_run(run_id(cfg)).floor_strategy) == expected
+    assert s.get_run("lost").floor is None and s.get_run("lost").test_score == 0.5
