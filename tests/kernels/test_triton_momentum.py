@@ -104,9 +104,12 @@ GAMMA_CASES = {"b2_t37_h2_float": 3, "b2_t37_h2_scalar": 4, "b2_t37_h3_per_head"
 SHEAR_CASES = {"shear_rope_fp32_t37": 2, "shear_rope_fp16_t37": 2}
 # Bounds on max |error| / max(1, max |reference|).  fp32 against float64: the kernels and
 # SDPA round at ~1e-7 relative, observed errors stay below ~1e-5 of the scale (the gamma
-# gradient sums B * T * D terms).  fp16: y and dx are stored in fp16 (2^-11 relative); the
-# gamma gradient is accumulated in fp32 from exact fp16 inputs.
-TOL = {"out": 2e-5, "grads": 5e-5}
+# gradient sums B * T * D terms).  A scalar gamma's gradient sums B * T * H * D products
+# (3,072 at d24) with cancellation, so its error is bounded by the terms, not the sum: up to
+# 5.1e-5 of the scale measured on an AVX-512 EPYC (1.0e-4 at scale 2.0), hence its own bound.
+# fp16: y and dx are stored in fp16 (2^-11 relative); the gamma gradient is accumulated in
+# fp32 from exact fp16 inputs.
+TOL = {"out": 2e-5, "grads": 5e-5, "grad_gamma": 2e-4}
 TOL_FP16 = {"out": 2e-3, "grads": 2e-3}
 
 
