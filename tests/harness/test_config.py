@@ -1,7 +1,7 @@
 import pytest
 import yaml
 
-from harness.config import expand_sweep, load_sweep, parse_run_config, run_id
+from harness.config import canonical_json, expand_sweep, load_sweep, parse_run_config, run_id
 from harness.errors import UserError
 from tests.conftest import tiny_run
 
@@ -97,7 +97,8 @@ def test_shipped_suites_expand():
     assert len(runs) >= 6 and len({r.arch.name for r in runs}) >= 3
 
 
-@pytest.mark.parametrize("name", ["quick", "grokking", "induction-1layer", "flipflop-path"])
+@pytest.mark.parametrize("name", ["quick", "quick-more", "grokking", "induction-1layer", "flipflop-path",
+                                  "multiplication", "modular-addition"])
 def test_builtin_suites_expand(name):
     from harness.config import expand_sweep, load_sweep, suite_path
 
@@ -106,6 +107,9 @@ def test_builtin_suites_expand(name):
 
 
 def test_quick_suite_covers_every_arch_and_probe_at_one_size():
+    """Every architecture, 3+ seeds and 2+ learning rates per (arch, task); runs of one
+    architecture differ only in seed, lr and task, so each is one leaderboard entry; every
+    built-in probe is in quick or in another shipped suite."""
     from harness.config import expand_sweep, load_sweep, suite_path
     from models import mixer_names
     from tasks import task_names
@@ -115,5 +119,43 @@ def test_quick_suite_covers_every_arch_and_probe_at_one_size():
     builtin_tasks = {"mqar", "flipflop", "needle", "multiplication", "modular_addition", "state_tracking", "induction"}
     assert builtin_archs <= set(mixer_names()) and builtin_tasks <= set(task_names())
     assert {c.arch.name for c in runs} == builtin_archs
-    assert {c.task.name for c in runs} == builtin_tasks
     assert len({c.arch.size_label for c in runs}) == 1  # one leaderboard row per architecture
+    for c in runs:
+        if c.arch.name == "sliding":
+            assert c.arch.options["window"] < c.task.params["seq_len"]
+
+    def entry(c):  # the leaderboard entry: the resolved config minus seed, lr and task
+        d = c.model_dump(mode="json")
+        del d["seed"], d["optimizer"]["lr"], d["task"]
+        return canonical_json(d)
+
+    assert len({entry(c) for c in runs}) == len(builtin_archs)
+    cells = {}
+    for c in runs:
+        seeds, lrs = cells.setdefault((c.arch.name, canonical_json(c.task.model_dump(mode="json"))), (set(), set()))
+        seeds.add(c.seed)
+        lrs.add(c.optimizer.lr)
+    assert all(len(s) >= 3 and len(lr) >= 2 for s, lr in cells.values())
+
+    shipped = {c.task.name for f in suite_path("quick").parent.glob("*.yaml")
+               for c in expand_sweep(load_sweep(f))}
+    assert builtin_tasks <= shipped
+
+
+def test_quick_more_joins_the_quick_entries():
+    """quick-more runs the quick suite's model and training on other probes: the same
+    leaderboard entries (config minus seed, lr and task), the same seeds and lrs."""
+    from harness.config import expand_sweep, load_sweep, suite_path
+
+    def entries(name):
+        out = set()
+        for c in expand_sweep(load_sweep(suite_path(name))):
+            d = c.model_dump(mode="json")
+            del d["task"]
+            out.add(canonical_json(d))
+        return out
+
+    quick, more = entries("quick"), entries("quick-more")
+    assert quick == more
+    tasks = {c.task.name for n in ("quick", "quick-more") for c in expand_sweep(load_sweep(suite_path(n)))}
+    assert len(tasks) == 5
