@@ -116,19 +116,27 @@ def test_a_database_from_a_newer_archbench_is_refused(tmp_path):
         Store(url)
 
 
-def test_a_database_at_the_first_schema_is_upgraded_with_its_rows(tmp_path):
+def store_at(url: str, revision: str, runs: list[dict]) -> None:
+    """A store at an older schema ``revision`` holding ``runs`` (``id``, ``config`` and
+    ``seed``; headline scores val 0.5, test 0.25), written as that release would have."""
     from alembic import command
 
-    url = f"sqlite:///{tmp_path / 'v1.db'}"
     e = eng.create(url)
     cfg = eng._alembic_config()
     with e.begin() as c:
         cfg.attributes["connection"] = c
-        command.upgrade(cfg, "0001")
-        c.execute(text("insert into runs (id, config, arch, arch_label, size, task, task_setting, lr, seed, status, "
-                       "attempts, created_at) values ('old', '{}', 'a', 'a', 's', 't', 't', 0.1, 0, 'done', 1, "
-                       "'2026-01-01')"))
+        command.upgrade(cfg, revision)
+        for r in runs:
+            c.execute(text("insert into runs (id, config, arch, arch_label, size, task, task_setting, lr, seed, "
+                           "status, val_score, test_score, chance, attempts, created_at) values (:id, :config, 'a', "
+                           "'a', 's', 't', 't', 0.001, :seed, 'done', 0.5, 0.25, 0.0078, 1, '2026-01-01')"),
+                      dict(id=r["id"], config=json.dumps(r["config"]), seed=r.get("seed", 0)))
     e.dispose()
+
+
+def test_a_database_at_the_first_schema_is_upgraded_with_its_rows(tmp_path):
+    url = f"sqlite:///{tmp_path / 'v1.db'}"
+    store_at(url, "0001", [dict(id="old", config={})])
     with pytest.raises(UserError, match="older schema"):
         Store(url, readonly=True)
     s = Store(url)  # writers upgrade
@@ -168,24 +176,12 @@ def test_url_resolution(monkeypatch):
 
 
 def test_upgrade_to_0003_fills_identity_from_the_stored_config_and_keeps_scores(tmp_path):
-    from alembic import command
-
     from harness.config import RunConfig, entry_id, run_id, setting_id
 
     cfg = RunConfig(arch={"name": "transformer", "d_model": 32, "n_layers": 2, "n_heads": 2},
                     task={"name": "mqar", "preset": "quick"}, seed=1).resolved()
-    config = cfg.model_dump(mode="json")
     url = f"sqlite:///{tmp_path / 'v2.db'}"
-    e = eng.create(url)
-    alembic_cfg = eng._alembic_config()
-    with e.begin() as c:
-        alembic_cfg.attributes["connection"] = c
-        command.upgrade(alembic_cfg, "0002")
-        c.execute(text("insert into runs (id, config, arch, arch_label, size, task, task_setting, lr, seed, status, "
-                       "val_score, test_score, chance, attempts, created_at) values (:id, :config, 'transformer', "
-                       "'transformer', 'd32-L2-H2', 'mqar', 'mqar', 0.001, 1, 'done', 0.5, 0.25, 0.0078, 1, "
-                       "'2026-01-01')"), dict(id=run_id(cfg), config=json.dumps(config)))
-    e.dispose()
+    store_at(url, "0002", [dict(id=run_id(cfg), config=cfg.model_dump(mode="json"), seed=1)])
     s = Store(url)
     run = s.get_run(run_id(cfg))
     assert (run.entry_id, run.setting_id) == (entry_id(cfg), setting_id(cfg))
@@ -194,7 +190,6 @@ def test_upgrade_to_0003_fills_identity_from_the_stored_config_and_keeps_scores(
 
 
 def test_db_upgrade_computes_the_floors_of_old_runs(tmp_path):
-    from alembic import command
     from typer.testing import CliRunner
 
     from harness.cli import app
@@ -205,17 +200,8 @@ def test_db_upgrade_computes_the_floors_of_old_runs(tmp_path):
                     task={"name": "mqar", "preset": "quick", "params": {"n_test": 64}}, seed=3).resolved()
     lost = RunConfig(task={"name": "no-longer-registered"}, seed=0)
     url = f"sqlite:///{tmp_path / 'v2.db'}"
-    e = eng.create(url)
-    alembic_cfg = eng._alembic_config()
-    with e.begin() as c:
-        alembic_cfg.attributes["connection"] = c
-        command.upgrade(alembic_cfg, "0002")
-        for rid, config in ((run_id(cfg), cfg.model_dump(mode="json")), ("lost", lost.model_dump(mode="json"))):
-            c.execute(text("insert into runs (id, config, arch, arch_label, size, task, task_setting, lr, seed, "
-                           "status, val_score, test_score, chance, attempts, created_at) values (:id, :config, 'a', "
-                           "'a', 's', 't', 't', 0.001, :seed, 'done', 0.5, 0.5, 0.0078, 1, '2026-01-01')"),
-                      dict(id=rid, config=json.dumps(config), seed=config["seed"]))
-    e.dispose()
+    store_at(url, "0002", [dict(id=run_id(cfg), config=cfg.model_dump(mode="json"), seed=3),
+                           dict(id="lost", config=lost.model_dump(mode="json"))])
     res = CliRunner().invoke(app, ["db", "upgrade", "--db", url])
     assert res.exit_code == 0, res.output
     assert "floors computed for 1 runs" in res.output and "1 left at chance" in res.output
@@ -223,4 +209,4 @@ def test_db_upgrade_computes_the_floors_of_old_runs(tmp_path):
     expected = task.floor(task.generate("test", seed=3), "test")
     s = Store(url)
     assert (s.get_run(run_id(cfg)).floor, s.get_run(run_id(cfg)).floor_strategy) == expected
-    assert s.get_run("lost").floor is None and s.get_run("lost").test_score == 0.5
+    assert s.get_run("lost").floor is None and s.get_run("lost").test_score == 0.25
