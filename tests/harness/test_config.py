@@ -1,7 +1,8 @@
 import pytest
 import yaml
 
-from harness.config import canonical_json, expand_sweep, load_sweep, parse_run_config, run_id
+from harness.config import entry_id, expand_sweep, load_sweep, parse_run_config, run_id, setting_id
+from harness.identity import task_id_of
 from harness.errors import UserError
 from tests.conftest import tiny_run
 
@@ -11,8 +12,23 @@ def test_run_id_is_stable_and_depends_on_every_setting():
     assert run_id(a) == run_id(parse_run_config(tiny_run()))
     assert len(run_id(a)) == 16
     for change in ({"seed": 1}, {"optimizer": {"lr": 1e-3}}, {"arch": {"d_model": 64}},
-                   {"task": {"name": "mqar", "params": {"vocab_size": 64, "seq_len": 32, "num_pairs": 2}}}):
+                   {"task": {"name": "mqar", "params": {"vocab_size": 64, "seq_len": 32, "num_pairs": 2}}},
+                   {"dtype": "bfloat16"}, {"train": {"steps": 21}}, {"train": {"batch_size": 16}},
+                   {"optimizer": {"weight_decay": 0.0}}, {"device": "auto"}):
         assert run_id(parse_run_config(tiny_run(**change))) != run_id(a), change
+
+
+def test_setting_and_entry_ids_leave_out_exactly_seed_lr_and_task():
+    a = parse_run_config(tiny_run())
+    for same_setting in ({"seed": 1}, {"optimizer": {"lr": 1e-3}}):
+        b = parse_run_config(tiny_run(**same_setting))
+        assert (setting_id(b), entry_id(b)) == (setting_id(a), entry_id(a)), same_setting
+    other_task = parse_run_config(tiny_run(task={"params": {"num_pairs": 2}}))
+    assert entry_id(other_task) == entry_id(a) and setting_id(other_task) != setting_id(a)
+    for other_entry in ({"optimizer": {"weight_decay": 0.0}}, {"train": {"steps": 21}}, {"dtype": "bfloat16"},
+                        {"arch": {"init_std": 0.05}}, {"arch": {"mlp_ratio": 2.0}}):
+        b = parse_run_config(tiny_run(**other_entry))
+        assert entry_id(b) != entry_id(a) and setting_id(b) != setting_id(a), other_entry
 
 
 def test_run_id_hashes_the_resolved_config():
@@ -124,15 +140,10 @@ def test_quick_suite_covers_every_arch_and_probe_at_one_size():
         if c.arch.name == "sliding":
             assert c.arch.options["window"] < c.task.params["seq_len"]
 
-    def entry(c):  # the leaderboard entry: the resolved config minus seed, lr and task
-        d = c.model_dump(mode="json")
-        del d["seed"], d["optimizer"]["lr"], d["task"]
-        return canonical_json(d)
-
-    assert len({entry(c) for c in runs}) == len(builtin_archs)
+    assert len({entry_id(c) for c in runs}) == len(builtin_archs)
     cells = {}
     for c in runs:
-        seeds, lrs = cells.setdefault((c.arch.name, canonical_json(c.task.model_dump(mode="json"))), (set(), set()))
+        seeds, lrs = cells.setdefault((c.arch.name, task_id_of(c.model_dump(mode="json"))), (set(), set()))
         seeds.add(c.seed)
         lrs.add(c.optimizer.lr)
     assert all(len(s) >= 3 and len(lr) >= 2 for s, lr in cells.values())
@@ -148,12 +159,7 @@ def test_quick_more_joins_the_quick_entries():
     from harness.config import expand_sweep, load_sweep, suite_path
 
     def entries(name):
-        out = set()
-        for c in expand_sweep(load_sweep(suite_path(name))):
-            d = c.model_dump(mode="json")
-            del d["task"]
-            out.add(canonical_json(d))
-        return out
+        return {(entry_id(c), c.seed, c.optimizer.lr) for c in expand_sweep(load_sweep(suite_path(name)))}
 
     quick, more = entries("quick"), entries("quick-more")
     assert quick == more
