@@ -99,12 +99,6 @@ def prepare(df: pd.DataFrame, *, exclude_failed: bool = False) -> pd.DataFrame:
     floor = df["floor"].astype(float).fillna(df["chance"].astype(float)).fillna(0.0)
     df["val_norm"] = np.where(df["failed"], 0.0, normalise(df["val_score"].astype(float), floor))
     df["test_norm"] = np.where(df["failed"], 0.0, normalise(df["test_score"].astype(float), floor))
-    # rows written before the identity columns existed: one entry per (arch label, size)
-    fallback = {"entry_id": df["arch_label"].astype(str) + "|" + df["size"].astype(str)}
-    fallback["setting_id"] = fallback["entry_id"] + "|" + df["task_setting"].astype(str)
-    fallback["task_id"] = df["task_setting"].astype(str)
-    for col, value in fallback.items():
-        df[col] = df[col].fillna(value) if col in df else value
     return df
 
 
