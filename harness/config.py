@@ -104,6 +104,9 @@ class TrainConfig(_Strict):
         return self
 
 
+DEVICES = ("cpu", "cuda", "auto")
+
+
 class RunConfig(_Strict):
     arch: ArchConfig = Field(default_factory=ArchConfig)
     task: TaskSpec
@@ -112,6 +115,15 @@ class RunConfig(_Strict):
     seed: int = Field(0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "cpu"
     dtype: Literal["float32", "bfloat16"] = Field("float32", description="bfloat16 = autocast on CUDA")
+
+    @field_validator("device", mode="before")
+    @classmethod
+    def _device(cls, v: Any) -> Any:
+        if v in DEVICES:
+            return v
+        hint = ("; use cuda, which is the first GPU visible (choose it with CUDA_VISIBLE_DEVICES)"
+                if isinstance(v, str) and v.startswith("cuda:") else "")
+        raise ValueError(f"must be one of {', '.join(DEVICES)}, got {v!r}{hint}")
 
     def resolved(self) -> "RunConfig":
         return self.model_copy(update={"arch": self.arch.resolved(), "task": self.task.resolved()})
@@ -123,12 +135,24 @@ def parse_run_config(data: dict[str, Any], where: str = "config") -> RunConfig:
         cfg = RunConfig(**data)
     except ValidationError as e:
         raise UserError(f"invalid {where}: {format_validation_error(e)}") from None
+    check_device(cfg.device, where)
     from harness.errors import user_error_types
 
     try:
         return cfg.resolved()
     except user_error_types() as e:
         raise UserError(f"invalid {where}: {e}") from None
+
+
+def check_device(device: str, where: str = "config") -> None:
+    """Refuse a device this machine does not have, before anything is written for the run."""
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError(f"invalid {where}: device is cuda but CUDA is not available on this machine; "
+                            f"use device cpu (`device: cpu` in a file, `--set device=cpu` for train), "
+                            f"or auto to take a GPU only where there is one")
 
 
 def format_validation_error(e: ValidationError) -> str:

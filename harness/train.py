@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from harness import environment
-from harness.config import RunConfig, run_id
+from harness.config import RunConfig, check_device, run_id
 from harness.evaluate import score
 from harness.identity import identity_columns
 from harness.store import Store
@@ -71,10 +71,11 @@ def run_fields(cfg: RunConfig, sweep: str | None) -> dict[str, Any]:
 
 
 def pick_device(name: str) -> torch.device:
+    """The torch device of a run config's ``device`` (:func:`parse_run_config` already refused
+    an unavailable one; this repeats the check for configs built another way)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was asked for but no CUDA device is available; use device: cpu")
+    check_device(name)
     return torch.device(name)
 
 
