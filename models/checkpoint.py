@@ -81,9 +81,40 @@ def read_checkpoint_config(path: str | Path) -> dict[str, Any]:
         config = json.loads((path / CONFIG).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{path / CONFIG} is not valid JSON ({e}); the checkpoint is damaged, re-train or re-copy it") from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise CheckpointError(f"{path / CONFIG} is not an {FORMAT} config")
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path / CONFIG} holds no {FORMAT} config (a JSON object); "
+                              f"pass a directory written by `archbench train`")
+    if config.get("format") != FORMAT:
+        found = f"format {config['format']!r}" if "format" in config else "no format"
+        raise CheckpointError(f"{path / CONFIG} has {found}, expected {FORMAT!r}: not a checkpoint this "
+                              f"archbench reads; pass a directory written by `archbench train` (or upgrade archbench)")
     return config
+
+
+def _names(keys: set[str]) -> str:
+    shown = sorted(keys)[:3]
+    return ", ".join(shown) + (f" (and {len(keys) - len(shown)} more)" if len(keys) > len(shown) else "")
+
+
+def check_state(state: dict[str, torch.Tensor], model: LM, where: str) -> None:
+    """Raise :class:`CheckpointError` naming the first tensors of ``state`` that do not fit
+    ``model``: absent, extra, of another shape, or not floating point where the model's are."""
+    fix = f"the weights and {CONFIG} come from different models or were damaged; re-train or re-copy the checkpoint"
+    own = model.state_dict()
+    missing, unexpected = set(own) - set(state), set(state) - set(own)
+    if missing:
+        raise CheckpointError(f"{where} lacks tensor(s) {_names(missing)} of the model in {CONFIG}; {fix}")
+    if unexpected:
+        raise CheckpointError(f"{where} holds tensor(s) {_names(unexpected)} that the model in {CONFIG} "
+                              f"does not have; {fix}")
+    for name in sorted(own):
+        want, got = own[name], state[name]
+        if got.shape != want.shape:
+            raise CheckpointError(f"{where}: tensor {name} has shape {list(got.shape)} but the model in {CONFIG} "
+                                  f"needs {list(want.shape)}; {fix}")
+        if got.is_floating_point() != want.is_floating_point():
+            raise CheckpointError(f"{where}: tensor {name} holds {got.dtype} but the model in {CONFIG} "
+                                  f"needs {want.dtype}; {fix}")
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[LM, dict[str, Any]]:
@@ -96,8 +127,16 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     try:
         arch = ArchConfig(**config["arch"])
         model = LM(arch, int(config["vocab_size"]))
-    except (KeyError, TypeError, ValidationError, ValueError, LookupError) as e:
-        raise CheckpointError(f"{path / CONFIG} does not describe a model this archbench can build: {e}") from None
+    except ValidationError as e:
+        why = "; ".join(f"arch.{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
+        raise CheckpointError(f"{path / CONFIG} does not describe a model this archbench can build ({why}); "
+                              f"re-train or re-copy the checkpoint") from None
+    except KeyError as e:
+        raise CheckpointError(f"{path / CONFIG} does not describe a model this archbench can build: "
+                              f"it lacks {e}; re-train or re-copy the checkpoint") from None
+    except (TypeError, ValueError, LookupError) as e:
+        raise CheckpointError(f"{path / CONFIG} does not describe a model this archbench can build: "
+                              f"{' '.join(str(e).split())}") from None
     expected = config.get("weights_sha256")
     if expected and file_sha256(path / WEIGHTS) != expected:
         raise CheckpointError(
@@ -107,13 +146,10 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
         state = load_file(str(path / WEIGHTS))
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"cannot read {path / WEIGHTS} ({e}); the file is truncated or damaged") from None
-    missing, unexpected = set(model.state_dict()) - set(state), set(state) - set(model.state_dict())
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{path / WEIGHTS} does not fit its config (missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
-        )
+    check_state(state, model, str(path / WEIGHTS))
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
-        raise CheckpointError(f"{path / WEIGHTS} does not fit its config: {e}") from None
+        detail = " ".join(str(e).split())  # torch's message spans lines; the CLI prints one
+        raise CheckpointError(f"{path / WEIGHTS} does not fit its config: {detail}") from None
     return model.to(device), config
