@@ -50,9 +50,12 @@ def evaluate_checkpoint(path: str | Path, *, task: str | None = None, preset: st
         data, data_sha = load_data(t, data_file, model.vocab_size)
         datasets["file"] = data
     else:
-        for s in splits or t.eval_splits:
-            if s not in t.splits:
-                raise UserError(f"task {name} has no split {s!r}; its splits: {', '.join(t.splits)}")
+        wanted = list(dict.fromkeys(splits or t.eval_splits))
+        unknown = [s for s in wanted if s not in t.splits]
+        if unknown:  # before generating any split
+            raise UserError(f"task {name} has no split {', '.join(map(repr, unknown))}; "
+                            f"use --split with one of its splits: {', '.join(t.splits)}")
+        for s in wanted:
             datasets[s] = t.generate(s, seed=seed)
 
     sha = meta.get("weights_sha256") or file_sha256(path / "model.safetensors")
@@ -76,7 +79,9 @@ def load_data(task: Task, source: str | Path, vocab_size: int) -> tuple[TaskData
     from tasks.files import TENSOR_SUFFIXES, load_tensor_file
 
     text_loader = getattr(task, "load", None)
-    tensors = Path(source).suffix.lower() in TENSOR_SUFFIXES
+    p = Path(source)
+    tensors = p.suffix.lower() in TENSOR_SUFFIXES
+    _check_readable(p, tensors)
     if not tensors and text_loader is None:
         raise UserError(f"cannot use --data {source}: task {task.name} reads test sets from .npz or "
                         f".safetensors files (inputs, labels [n, T])")
@@ -86,6 +91,33 @@ def load_data(task: Task, source: str | Path, vocab_size: int) -> tuple[TaskData
     except (OSError, ValueError, KeyError) as e:  # TaskFileError is a ValueError
         raise UserError(f"cannot use --data {source}: {e}") from None
     return data, data_sha256(Path(source))
+
+
+# how each tensor format begins: .npz is a zip archive (an empty one starts with its end record)
+_MAGIC = {".npz": (b"PK\x03\x04", b"PK\x05\x06")}
+
+
+def _check_readable(p: Path, tensors: bool) -> None:
+    """Refuse a data path that exists but cannot be what --data needs, with the fix; a path
+    that does not exist is left to the loaders (a text-format task may read it as a hub id)."""
+    import os
+
+    if not p.exists():
+        return
+    if tensors and p.is_dir():
+        raise UserError(f"cannot use --data {p}: it is a directory; pass the .npz or .safetensors file itself")
+    if not os.access(p, os.R_OK):
+        raise UserError(f"cannot use --data {p}: permission denied; make it readable (chmod +r) or pass a copy")
+    magic = _MAGIC.get(p.suffix.lower())
+    if magic and p.is_file():
+        try:
+            with open(p, "rb") as f:
+                head = f.read(4)
+        except OSError as e:
+            raise UserError(f"cannot use --data {p}: cannot read it ({e.strerror or e})") from None
+        if not head.startswith(magic):
+            raise UserError(f"cannot use --data {p}: not an .npz file (no zip archive inside); write one with "
+                            f"numpy.savez(path, inputs=..., labels=...)")
 
 
 def data_sha256(p: Path) -> str | None:
