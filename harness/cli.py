@@ -237,10 +237,11 @@ def _run_sweep_file(path: Path, jobs: int, dry_run: bool, db: str | None, checkp
                     retry_failed: bool, plugins: list[str] | None = None) -> None:
     from harness.config import expand_sweep, load_sweep, run_id
     from harness.plugins import load_plugins
-    from harness.sweep import run_sweep
+    from harness.sweep import require_runs, run_sweep
     from harness.train import arch_label
 
     sweep = load_sweep(path)
+    require_runs(sweep, path)
     load_plugins(sweep.plugins, base_dir=path.parent)  # sweep-file paths are relative to the file
     load_plugins(plugins or [])
     configs = expand_sweep(sweep)

@@ -15,12 +15,23 @@ from pathlib import Path
 
 import torch
 
-from harness.config import RunConfig, run_id
+from harness.config import RunConfig, SweepFile, run_id
+from harness.errors import UserError
 from harness.store import Store
 from harness.train import RunResult, run_fields, train_run
 from kernels.cpu_memory import keep_freed_memory
 
 _worker_store: Store | None = None
+
+
+def require_runs(sweep: SweepFile, path: Path) -> None:
+    """Refuse a sweep file that holds no run config: no task under ``base``, in every
+    ``include`` entry, or on a grid axis (an empty file, a name alone, a grid without a base)."""
+    if ("task" in sweep.base or (sweep.include and all("task" in inc for inc in sweep.include))
+            or any(axis == "task" or axis.startswith("task.") for axis in sweep.grid)):
+        return
+    raise UserError(f"sweep file {path} holds no run config: give it a `base:` with at least "
+                    f"`task: {{name: mqar}}` (see `archbench tasks`), then grid axes to vary; see README.md")
 
 
 def _init_worker(url: str, threads: int) -> None:
