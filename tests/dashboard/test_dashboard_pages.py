@@ -63,12 +63,37 @@ def board(at: AppTest):  # noqa: ANN201
     raise AssertionError(f"no leaderboard table among {len(at.dataframe)} tables")
 
 
-def file_hash(url: str) -> str:
-    return hashlib.sha256(Path(url.removeprefix("sqlite:///")).read_bytes()).hexdigest()
+def db_state(url: str) -> dict:
+    """What a write to the SQLite store at ``url`` would change, wherever it lands.
+
+    The store runs in WAL mode: a committed write goes to ``-wal`` first and reaches the main
+    file only at a checkpoint, so the main file's hash alone misses it.  Recorded: the
+    names of the files in the database's directory; the sha256 of the main file and of the
+    WAL (a missing WAL counts as an empty one: the first reader of a WAL database creates an
+    empty ``-wal`` and its index ``-shm``); and the database's content as SQL, read through a
+    read-only connection, which sees rows still in the WAL.  ``-shm`` is left out: it is
+    the WAL's shared-memory index, where every reader records its read position.
+    """
+    import sqlite3
+
+    path = Path(url.removeprefix("sqlite:///"))
+    wal = path.with_name(path.name + "-wal")
+    state = {
+        "files": sorted(p.name for p in path.parent.iterdir() if p.name != path.name + "-shm"
+                        and not (p == wal and p.stat().st_size == 0)),
+        "main": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "wal": hashlib.sha256(wal.read_bytes() if wal.exists() else b"").hexdigest(),
+    }
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)  # read-only: closing it checkpoints nothing
+    try:
+        state["content"] = hashlib.sha256("\n".join(con.iterdump()).encode()).hexdigest()
+    finally:
+        con.close()
+    return state
 
 
 def test_every_page_renders_and_writes_nothing(small_db, monkeypatch):
-    before = file_hash(small_db)
+    before = db_state(small_db)
     at = run_app(small_db, monkeypatch)
     latest = cli_board(small_db)  # the CLI ranks the latest sweep by default, and so does the page
     assert board(at).shape[0] == len(latest) == 4
@@ -88,7 +113,7 @@ def test_every_page_renders_and_writes_nothing(small_db, monkeypatch):
     assert not at.exception
     at.switch_page("views/runs.py").run()
     assert not at.exception, [e.value for e in at.exception]
-    assert file_hash(small_db) == before  # the dashboard never writes
+    assert db_state(small_db) == before  # the dashboard never writes
 
 
 def test_leaderboard_ranks_like_the_cli(small_db, monkeypatch):
@@ -178,8 +203,11 @@ def test_guidance_instead_of_a_traceback(tmp_path, monkeypatch, make, needle, co
     url = f"sqlite:///{path}"
     if make is not None:
         make(url)
+        before = db_state(url)
     at = run_app(url, monkeypatch)
     text = " ".join(e.value for e in [*at.info, *at.warning, *at.error])
     assert needle in text
     assert any(command in c.value for c in at.code)
     assert path.exists() == (make is not None)  # a missing database is not created
+    if make is not None:
+        assert db_state(url) == before  # an empty or old store is neither filled nor migrated
