@@ -159,6 +159,19 @@ def test_filters_change_the_rows(small_db, monkeypatch):
     assert not at.exception
 
 
+def run_counts(url: str, where: str) -> tuple[int, int]:
+    """Runs matching the SQL condition ``where``, and all runs, counted in the database."""
+    from sqlalchemy import text
+
+    store = Store(url, readonly=True)
+    try:
+        with store.session() as s:
+            return (s.execute(text(f"select count(*) from runs where {where}")).scalar(),
+                    s.execute(text("select count(*) from runs")).scalar())
+    finally:
+        store.close()
+
+
 def needle_settings(url: str) -> list[str]:
     store = Store(url, readonly=True)
     try:
@@ -173,8 +186,11 @@ def test_runs_page_search_detail_and_diff(small_db, monkeypatch):
     at.text_input(key="runs_search").set_value("fox needle").run()
     assert not at.exception, [e.value for e in at.exception]
     table = at.dataframe[0].value
-    assert len(table) > 0
+    n_fox_needle, n_runs = run_counts(small_db, "arch_label = 'fox' and task = 'needle'")
+    assert n_fox_needle >= 8  # 2 sizes x 2 needle settings x 2 lrs x 2 seeds, some not finished
+    assert len(table) == n_fox_needle
     assert set(table["arch_label"]) == {"fox"} and set(table["task"]) == {"needle"}
+    assert f"{n_fox_needle} of {n_runs} runs" in " ".join(c.value for c in at.caption)
     assert at.json  # config and environment
     assert any("checkpoints/" in c.value for c in at.code)
     # two runs that differ only in their seed: the diff shows exactly that key

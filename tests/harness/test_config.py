@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import yaml
 
@@ -58,9 +60,8 @@ def test_run_id_hashes_the_resolved_config():
     ({"optimizer": {"lr": -1}}, "optimizer.lr"),
 ])
 def test_bad_configs_raise_one_clear_error(bad, needle):
-    with pytest.raises(UserError, match=".*") as e:
+    with pytest.raises(UserError, match=re.escape(needle)):
         parse_run_config(tiny_run(**bad))
-    assert needle in str(e.value)
 
 
 def test_epochs_replace_steps():

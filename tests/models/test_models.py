@@ -92,7 +92,9 @@ def test_init_std_scales_plain_weights_only():
     assert nanda["mlp_down"] == pytest.approx(0.0884 / 2, rel=0.05)     # std / sqrt(2 n_layers)
     assert nanda["gate_bias"] == default["gate_bias"]                  # the gate keeps its own init
     assert LM(ArchConfig(**kw), 100).embed.weight.std().item() == pytest.approx(0.02, rel=0.05)  # not leaked
-    with pytest.raises(ValueError):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=r"init_std\n  Input should be greater than 0"):
         ArchConfig(init_std=0)
 
 
