@@ -63,12 +63,37 @@ def board(at: AppTest):  # noqa: ANN201
     raise AssertionError(f"no leaderboard table among {len(at.dataframe)} tables")
 
 
-def file_hash(url: str) -> str:
-    return hashlib.sha256(Path(url.removeprefix("sqlite:///")).read_bytes()).hexdigest()
+def db_state(url: str) -> dict:
+    """What a write to the SQLite store at ``url`` would change, wherever it lands.
+
+    The store runs in WAL mode: a committed write goes to ``-wal`` first and reaches the main
+    file only at a checkpoint, so the main file's hash alone misses it.  Recorded: the
+    names of the files in the database's directory; the sha256 of the main file and of the
+    WAL (a missing WAL counts as an empty one: the first reader of a WAL database creates an
+    empty ``-wal`` and its index ``-shm``); and the database's content as SQL, read through a
+    read-only connection, which sees rows still in the WAL.  ``-shm`` is left out: it is
+    the WAL's shared-memory index, where every reader records its read position.
+    """
+    import sqlite3
+
+    path = Path(url.removeprefix("sqlite:///"))
+    wal = path.with_name(path.name + "-wal")
+    state = {
+        "files": sorted(p.name for p in path.parent.iterdir() if p.name != path.name + "-shm"
+                        and not (p == wal and p.stat().st_size == 0)),
+        "main": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "wal": hashlib.sha256(wal.read_bytes() if wal.exists() else b"").hexdigest(),
+    }
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)  # read-only: closing it checkpoints nothing
+    try:
+        state["content"] = hashlib.sha256("\n".join(con.iterdump()).encode()).hexdigest()
+    finally:
+        con.close()
+    return state
 
 
 def test_every_page_renders_and_writes_nothing(small_db, monkeypatch):
-    before = file_hash(small_db)
+    before = db_state(small_db)
     at = run_app(small_db, monkeypatch)
     latest = cli_board(small_db)  # the CLI ranks the latest sweep by default, and so does the page
     assert board(at).shape[0] == len(latest) == 4
@@ -88,7 +113,7 @@ def test_every_page_renders_and_writes_nothing(small_db, monkeypatch):
     assert not at.exception
     at.switch_page("views/runs.py").run()
     assert not at.exception, [e.value for e in at.exception]
-    assert file_hash(small_db) == before  # the dashboard never writes
+    assert db_state(small_db) == before  # the dashboard never writes
 
 
 def test_leaderboard_ranks_like_the_cli(small_db, monkeypatch):
@@ -134,6 +159,19 @@ def test_filters_change_the_rows(small_db, monkeypatch):
     assert not at.exception
 
 
+def run_counts(url: str, where: str) -> tuple[int, int]:
+    """Runs matching the SQL condition ``where``, and all runs, counted in the database."""
+    from sqlalchemy import text
+
+    store = Store(url, readonly=True)
+    try:
+        with store.session() as s:
+            return (s.execute(text(f"select count(*) from runs where {where}")).scalar(),
+                    s.execute(text("select count(*) from runs")).scalar())
+    finally:
+        store.close()
+
+
 def needle_settings(url: str) -> list[str]:
     store = Store(url, readonly=True)
     try:
@@ -148,8 +186,11 @@ def test_runs_page_search_detail_and_diff(small_db, monkeypatch):
     at.text_input(key="runs_search").set_value("fox needle").run()
     assert not at.exception, [e.value for e in at.exception]
     table = at.dataframe[0].value
-    assert len(table) > 0
+    n_fox_needle, n_runs = run_counts(small_db, "arch_label = 'fox' and task = 'needle'")
+    assert n_fox_needle >= 8  # 2 sizes x 2 needle settings x 2 lrs x 2 seeds, some not finished
+    assert len(table) == n_fox_needle
     assert set(table["arch_label"]) == {"fox"} and set(table["task"]) == {"needle"}
+    assert f"{n_fox_needle} of {n_runs} runs" in " ".join(c.value for c in at.caption)
     assert at.json  # config and environment
     assert any("checkpoints/" in c.value for c in at.code)
     # two runs that differ only in their seed: the diff shows exactly that key
@@ -178,8 +219,11 @@ def test_guidance_instead_of_a_traceback(tmp_path, monkeypatch, make, needle, co
     url = f"sqlite:///{path}"
     if make is not None:
         make(url)
+        before = db_state(url)
     at = run_app(url, monkeypatch)
     text = " ".join(e.value for e in [*at.info, *at.warning, *at.error])
     assert needle in text
     assert any(command in c.value for c in at.code)
     assert path.exists() == (make is not None)  # a missing database is not created
+    if make is not None:
+        assert db_state(url) == before  # an empty or old store is neither filled nor migrated

@@ -397,7 +397,7 @@ def test_baseline_file_roundtrip_and_missing_device_class(tmp_path):
     d.mkdir()
     kb.save_baseline(d, results, "cpu-test-1t-x")
     assert (d / "cpu-test-1t-x.json").exists()
-    assert kb.load_baseline(d, "cpu-test-1t-x")[0] is not None
+    assert kb.load_baseline(d, "cpu-test-1t-x")[0] == kb.load_baseline(path, "cpu-test-1t-x")[0]  # same results
     entries, _, note = kb.load_baseline(d, "cpu-elsewhere")
     assert entries is None and "gate skipped" in note
     # a path not named *.json that does not exist yet is a directory to create
@@ -432,9 +432,11 @@ def test_rows_are_stored_with_git_sha_and_environment(fake_kernels, db_url):
     info = environment.describe("cpu")
     assert env is not None and env.torch_version == torch.__version__
     assert len(rows) == 3
+    measured = {r.op: (r.median_ms, r.p20_ms, r.p80_ms) for r in results}
+    assert measured["path"][0] == pytest.approx(2.5 * measured["fox"][0])  # 5 units against 2
     for row in rows:
         assert row.git_sha == info["git_sha"] and row.environment_id == env_id
-        assert row.status == "ok" and row.median_ms is not None and row.p20_ms is not None
+        assert row.status == "ok" and (row.median_ms, row.p20_ms, row.p80_ms) == measured[row.op]
         assert row.device_name == environment.device_name("cpu") and row.dtype == "float32"
     frame = kb.latest_kernel_frame(store)
     assert set(frame.op) == {"softmax", "fox", "path"}

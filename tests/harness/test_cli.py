@@ -102,24 +102,65 @@ def test_eval_cli_prints_and_stores_scores(trained, tmp_path):
     assert res.exit_code == 2 and "the model knows 64" in res.output
 
 
+def _stored_evaluations(db, data_file):
+    from sqlalchemy import text
+
+    from harness.store import Store
+
+    store = Store(str(db), readonly=True)
+    try:
+        with store.session() as s:
+            rows = s.execute(text("select split, name, value, n_examples from evaluations where data_file = :f"),
+                             {"f": str(data_file)}).all()
+    finally:
+        store.close()
+    return {name: (split, value, n) for split, name, value, n in rows}
+
+
+def _argmax_tokens(ck, inputs):
+    """The checkpoint's arg-max next token at every position, from a plain forward pass
+    (not harness.evaluate)."""
+    import torch
+
+    from models import load_checkpoint
+
+    model, _ = load_checkpoint(ck)
+    with torch.no_grad():
+        return model.eval()(inputs).argmax(-1)
+
+
 def test_eval_on_a_data_file(trained, tmp_path):
+    """The file's own labels are scored: labels built from the model's own predictions, right
+    at exactly 7 of every 16 scored positions, give accuracy 7/16, printed and stored."""
     import numpy as np
+    import torch
 
     from tasks import make_task
 
     db, ck = trained
     t = make_task("mqar", {"vocab_size": 64, "seq_len": 32, "num_pairs": 4})
     d = t.generate("test", 16, seed=123)
-    np.savez(tmp_path / "set.npz", inputs=d.inputs.numpy(), labels=d.targets.numpy())
+    preds = _argmax_tokens(ck, d.inputs)
+    scored = (d.targets != -100).nonzero(as_tuple=True)
+    assert len(scored[0]) % 16 == 0
+    right = torch.arange(len(scored[0])) % 16 < 7
+    labels = torch.full_like(d.targets, -100)
+    labels[scored] = torch.where(right, preds[scored], (preds[scored] + 1) % 64)
+    np.savez(tmp_path / "set.npz", inputs=d.inputs.numpy(), labels=labels.numpy())
     res = invoke("eval", ck, "--db", db, "--data", tmp_path / "set.npz", "--format", "json")
     assert res.exit_code == 0, res.output
-    rows = json.loads(res.output)
-    assert rows[0]["split"] == "file" and rows[0]["n_examples"] == 16
-    from harness.evaluate import score
-    from models import load_checkpoint
-
-    model, _ = load_checkpoint(ck)
-    assert rows[0]["value"] == pytest.approx(score(model, t, d, "file")["accuracy"])  # the file's examples scored
+    printed = {r["name"]: r for r in json.loads(res.output)}
+    assert printed["accuracy"]["split"] == "file" and printed["accuracy"]["n_examples"] == 16
+    assert printed["accuracy"]["value"] == pytest.approx(7 / 16, abs=1e-9)
+    assert _stored_evaluations(db, tmp_path / "set.npz")["accuracy"] == ("file", pytest.approx(7 / 16, abs=1e-12), 16)
+    # every label right: 1; every label wrong: 0
+    for name, lab, want in (("all.npz", preds, 1.0), ("none.npz", (preds + 1) % 64, 0.0)):
+        full = torch.where(d.targets != -100, lab, d.targets)
+        np.savez(tmp_path / name, inputs=d.inputs.numpy(), labels=full.numpy())
+        res = invoke("eval", ck, "--db", db, "--data", tmp_path / name, "--format", "json")
+        assert res.exit_code == 0, res.output
+        assert {r["name"]: r["value"] for r in json.loads(res.output)}["accuracy"] == want, name
+        assert _stored_evaluations(db, tmp_path / name)["accuracy"][1] == want
     np.savez(tmp_path / "bad.npz", inputs=d.inputs.numpy() + 1000, labels=d.targets.numpy())
     res = invoke("eval", ck, "--db", db, "--data", tmp_path / "bad.npz")
     assert res.exit_code == 2 and "outside the model's vocabulary" in res.output
@@ -203,14 +244,23 @@ def test_eval_reads_the_published_text_formats_and_records_their_hash(flipflop_c
     datasets.DatasetDict({"val": datasets.Dataset.from_dict({"text": strings})}).save_to_disk(tmp_path / "hf")
     sources.append(tmp_path / "hf")
 
-    scores = []
+    # the expected scores, from a plain forward pass on the generated examples
+    preds = _argmax_tokens(ck, data.inputs)
+    mask = data.targets != -100
+    correct = (preds == data.targets) & mask
+    accuracy = float(correct.sum()) / int(mask.sum())
+    expected = {"accuracy": accuracy, "glitch_rate": 1 - accuracy,
+                "sequence_accuracy": float((correct == mask).all(dim=1).double().mean())}
+    assert 0 < accuracy < 1  # a partly trained model: a wrong label reading would show
+
     for src in sources:
         res = invoke("eval", ck, "--db", db, "--data", src, "--format", "json")
         assert res.exit_code == 0, (src, res.output)
         rows = {r["name"]: r["value"] for r in json.loads(res.output)}
-        assert rows["glitch_rate"] == pytest.approx(1 - rows["accuracy"])
-        scores.append(rows)
-    assert all(s == scores[0] for s in scores)  # one format or another: the same examples, the same scores
+        assert rows == pytest.approx(expected, abs=1e-6), src  # printed to 10 digits
+        stored = _stored_evaluations(db, src)
+        assert {k: v for k, (_, v, _) in stored.items()} == pytest.approx(expected, abs=1e-6), src
+        assert {(split, n) for split, _, n in stored.values()} == {("file", 24)}
     store = Store(str(db), readonly=True)
     with store.session() as s:
         stored = dict(s.execute(text("select data_file, data_sha256 from evaluations")).all())

@@ -37,8 +37,40 @@ def test_lr_is_chosen_on_val_and_scored_on_test():
 
 
 def test_lr_ties_go_to_the_smaller_lr():
-    rows = [row(lr=lr, seed=0, val=0.5, test=t) for lr, t in ((0.1, 0.9), (0.01, 0.3))]
-    assert rank(frame(rows)).settings["lr"].item() == 0.01
+    # lr 0.1 and 0.01 tie exactly on mean val (0.5), reached differently; the larger lr is
+    # listed first and has the better test scores, so neither row order nor test decides
+    rows = [row(lr=0.1, seed=0, val=0.25, test=0.9), row(lr=0.1, seed=1, val=0.75, test=0.9),
+            row(lr=0.01, seed=0, val=0.5, test=0.3), row(lr=0.01, seed=1, val=0.5, test=0.4)]
+    chosen = choose_lr(prepare(frame(rows)))
+    assert chosen["lr"].tolist() == [0.01] and chosen["val_mean"].tolist() == [0.5]
+    lb = rank(frame(rows))
+    s = lb.settings.iloc[0]
+    assert (s.lr, s.test_mean, s.seeds) == (0.01, pytest.approx(0.35), 2)  # the chosen lr's test scores
+    assert lb.table["score"].item() == pytest.approx(0.35)
+    # the same tie with the smaller lr listed first, and three lrs tied: still the smallest
+    assert choose_lr(prepare(frame(rows[::-1])))["lr"].tolist() == [0.01]
+    tied3 = rows + [row(lr=0.001, seed=s, val=0.5, test=0.1) for s in (0, 1)]
+    assert rank(frame(tied3)).settings["lr"].item() == 0.001
+
+
+def test_lr_is_chosen_on_the_mean_val_score_not_the_max_or_test():
+    """lr 0.3 has the best single val run (max), lr 0.1 the best test scores, lr 0.01 the
+    best mean val: only the mean of val chooses 0.01, and its test scores are reported."""
+    rows = [row(lr=0.3, seed=0, val=0.95, test=0.5), row(lr=0.3, seed=1, val=0.15, test=0.5),   # mean val 0.55
+            row(lr=0.1, seed=0, val=0.5, test=1.0), row(lr=0.1, seed=1, val=0.5, test=1.0),     # mean val 0.5
+            row(lr=0.01, seed=0, val=0.6, test=0.7), row(lr=0.01, seed=1, val=0.7, test=0.8)]   # mean val 0.65
+    chosen = choose_lr(prepare(frame(rows)))
+    assert chosen["lr"].tolist() == [0.01] and chosen["val_mean"].item() == pytest.approx(0.65)
+    lb = rank(frame(rows))
+    assert lb.settings["lr"].item() == 0.01
+    assert lb.settings["test_mean"].item() == pytest.approx(0.75)
+    assert lb.table["score"].item() == pytest.approx(0.75)
+    # per setting: a second setting (another task) chooses its own lr
+    rows2 = rows + [row(task="t2", lr=0.3, seed=s, val=0.9, test=0.2) for s in (0, 1)]
+    rows2 += [row(task="t2", lr=0.01, seed=s, val=0.1, test=0.9) for s in (0, 1)]
+    picked = rank(frame(rows2)).settings.set_index("task")
+    assert picked.loc["t1", "lr"] == 0.01 and picked.loc["t2", "lr"] == 0.3
+    assert picked.loc["t2", "test_mean"] == pytest.approx(0.2)
 
 
 def test_runs_that_differ_only_in_weight_decay_are_two_entries_labelled_by_it():

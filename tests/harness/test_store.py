@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
 from harness.errors import UserError
 from harness.store import Store
@@ -60,7 +61,7 @@ def test_finish_is_atomic(db_url):
     with pytest.raises(AssertionError):
         s.finish_run("r1", status="bogus", step=1, duration_s=0)
     # a metric row that violates the uniqueness constraint rolls back the whole finish
-    with pytest.raises(Exception):
+    with pytest.raises(IntegrityError, match="UNIQUE constraint failed: metrics"):
         s.finish_run("r1", status="done", step=1, duration_s=0,
                      final=[("test", "accuracy", 1.0), ("test", "accuracy", 0.5)])
     assert s.get_run("r1").status == "running"

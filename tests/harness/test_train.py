@@ -55,7 +55,11 @@ def test_training_learns_and_stores_curve_scores_and_checkpoint(db_url, tmp_path
     r = train_run(cfg, store, checkpoint_dir=tmp_path / "ck", progress=False)
     assert r.status == "done" and r.step == 150
     run = store.get_run(r.run_id)
-    assert run.status == "done" and run.attempts == 1 and run.n_params > 0
+    assert run.status == "done" and run.attempts == 1
+    from models import load_checkpoint
+
+    trained, _ = load_checkpoint(tmp_path / "ck" / r.run_id)
+    assert run.n_params == sum(p.numel() for p in trained.parameters())  # shared embeddings once
     assert run.test_score == r.final[("test", "accuracy")]
     assert run.test_score > 4 * run.chance  # learnt something: chance is 1/16, seeds 0-2 reach 0.42-0.48
     curve = store.metrics(r.run_id, final=False)

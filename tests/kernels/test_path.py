@@ -159,3 +159,61 @@ def test_bad_shapes_raise_a_clear_error():
         path_attention(q, k, v, w[..., :2], beta)
     with pytest.raises(ValueError, match="log_f"):
         path_attention(q, k, v, w, beta, log_f=beta[0])
+
+
+# -- the inter-chunk walk tiled over query rows (tile_rows < T) ------------------------
+
+TILE_T, TILE_CHUNK = 150, 16  # 10 chunks, the last one partial
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["path", "path_fox"])
+def tiled_case(request):
+    """Seeded inputs at ``T = 150`` (10 chunks of 16, the last one 6 long) with the
+    reference output and gradients, computed once per gate setting."""
+    fox = request.param
+    xs = make_inputs(1, TILE_T, 2, 8, fox=fox, seed=23 + fox)
+    cot = torch.randn(1, TILE_T, 2, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(29))
+    ref_out, ref_g = grads(lambda *a: path_attention_ref(*a), xs, cot)
+    return xs, cot, ref_out, ref_g
+
+
+# tile_rows below the chunk (one chunk per tile), equal to it, not a multiple of it (40 ->
+# 2 chunks, 50 -> 3, 100 -> 6: tiles of unequal length, a short last tile), and a divisor of
+# the chunk count (80 -> 5 chunks, two tiles)
+@pytest.mark.parametrize("tile_rows", [1, 16, 40, 50, 80, 100])
+def test_fast_with_several_row_tiles_matches_reference(tiled_case, tile_rows):
+    from kernels.path.fast import _schedule
+
+    xs, cot, ref_out, ref_g = tiled_case
+    n = -(-TILE_T // TILE_CHUNK)
+    tiles, _ = _schedule(n, TILE_CHUNK, tile_rows)
+    assert len(tiles) == -(-n // max(1, tile_rows // TILE_CHUNK)) >= 2  # really several tiles
+    out, g = grads(lambda *a: path_attention_fast(*a, chunk_size=TILE_CHUNK, tile_rows=tile_rows), xs, cot)
+    torch.testing.assert_close(out, ref_out, atol=1e-9, rtol=1e-9)
+    for name, a, b in zip(NAMES, g, ref_g):
+        torch.testing.assert_close(a, b, atol=1e-9, rtol=1e-9, msg=f"grad of {name} (tile_rows={tile_rows})")
+    with torch.no_grad():  # the forward without saved G (two alternating buffers)
+        plain = path_attention_fast(*xs, chunk_size=TILE_CHUNK, tile_rows=tile_rows)
+    torch.testing.assert_close(plain, ref_out, atol=1e-9, rtol=1e-9)
+
+
+def test_schedule_covers_every_query_key_chunk_pair_once():
+    """Each tile's steps visit, for every query chunk ``a`` in it, each key chunk ``b < a``
+    exactly once, and the packed G buffer holds exactly the rows the steps use."""
+    from kernels.path.fast import _schedule
+
+    for n in (1, 2, 7, 10):
+        for chunk in (4, 16):
+            for tile_rows in (1, chunk, 2 * chunk + 3, 3 * chunk, 1024):
+                tiles, total = _schedule(n, chunk, tile_rows)
+                assert [a for a0, a1, _ in tiles for a in range(a0, a1)] == list(range(n))  # a partition
+                pairs, rows = [], 0
+                for a0, a1, steps in tiles:
+                    assert a1 - a0 <= max(1, tile_rows // chunk)
+                    assert [blk for blk, _, _ in steps] == list(range(a1 - 2, -1, -1))
+                    for blk, lo, off in steps:
+                        assert off == rows
+                        rows += (a1 - lo) * chunk
+                        pairs += [(a, blk) for a in range(lo, a1)]
+                assert total == rows
+                assert sorted(pairs) == [(a, b) for a in range(n) for b in range(a)], (n, chunk, tile_rows)

@@ -108,8 +108,9 @@ def test_register_kernel_decorator(fresh):
     register_kernel(op="mine", impl="torch", inputs=inputs)(mine)  # same function again: fine
     with pytest.raises(ValueError, match="already registered"):
         register_kernel(op="mine", impl="torch", inputs=inputs)(lambda x: x)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="non-empty names without '/', got 'a/b'"):
         register_kernel(op="a/b", impl="torch", inputs=inputs)
+    assert "a/b" not in op_names()  # nothing half-registered
     with pytest.raises(UnknownKernelError, match="mine/torch"):
         get_kernel("mine", "triton")
     cuda_only = register_kernel(op="mine", impl="cu", inputs=inputs, devices=("cuda",))(lambda x: x)

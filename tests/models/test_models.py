@@ -92,7 +92,9 @@ def test_init_std_scales_plain_weights_only():
     assert nanda["mlp_down"] == pytest.approx(0.0884 / 2, rel=0.05)     # std / sqrt(2 n_layers)
     assert nanda["gate_bias"] == default["gate_bias"]                  # the gate keeps its own init
     assert LM(ArchConfig(**kw), 100).embed.weight.std().item() == pytest.approx(0.02, rel=0.05)  # not leaked
-    with pytest.raises(ValueError):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=r"init_std\n  Input should be greater than 0"):
         ArchConfig(init_std=0)
 
 
@@ -134,18 +136,62 @@ def test_checkpoint_round_trip_and_damage(tmp_path):
         load_checkpoint(tmp_path / "ck")
 
 
-def test_checkpoint_loading_executes_no_code(tmp_path):
-    """A pickle smuggled in place of the weights is refused, never unpickled."""
+class _LeavesAMarker:
+    """Unpickling this creates the file ``path`` (``open(path, "w")``): the observable trace
+    of code run by a loader that unpickles."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return open, (self.path, "w")
+
+
+def _pickle_payload(marker, fmt):
+    import io
+    import pickle
+
+    obj = {"embed.weight": _LeavesAMarker(marker)}
+    if fmt == "pickle":
+        return pickle.dumps(obj, protocol=2)
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt, name", [("torch", "model.safetensors"), ("pickle", "model.safetensors"),
+                                       ("torch", "pytorch_model.bin")])
+def test_checkpoint_loading_executes_no_code(tmp_path, fmt, name):
+    """A pickle smuggled into a checkpoint is refused, never unpickled: in place of the
+    weights (torch.save's zip or a bare pickle, config.json's sha256 updated to match), or
+    as a PyTorch ``pytorch_model.bin`` instead of them."""
+    import io
+    import pickle
+
+    from models.checkpoint import file_sha256
+
+    # the payload does act when unpickled, in either format
+    control = tmp_path / "control"
+    payload = _pickle_payload(control, fmt)
+    if fmt == "pickle":
+        pickle.loads(payload)
+    else:
+        torch.load(io.BytesIO(payload), weights_only=False)
+    assert control.exists()
+
     m = LM(ArchConfig(d_model=32, n_heads=2), 40)
     save_checkpoint(m, tmp_path / "ck", {})
-    cfg = json.loads((tmp_path / "ck" / "config.json").read_text())
-    cfg.pop("weights_sha256")
-    (tmp_path / "ck" / "config.json").write_text(json.dumps(cfg))
     marker = tmp_path / "pwned"
-    torch.save({"x": torch.zeros(1)}, tmp_path / "ck" / "model.safetensors")
-    with pytest.raises(CheckpointError):
+    weights = tmp_path / "ck" / "model.safetensors"
+    if name != weights.name:
+        weights.unlink()
+    (tmp_path / "ck" / name).write_bytes(_pickle_payload(marker, fmt))
+    cfg = json.loads((tmp_path / "ck" / "config.json").read_text())
+    cfg["weights_sha256"] = file_sha256(tmp_path / "ck" / name)  # the attacker rewrote the hash too
+    (tmp_path / "ck" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="model.safetensors"):
         load_checkpoint(tmp_path / "ck")
-    assert not marker.exists()
+    assert not marker.exists(), "loading the checkpoint unpickled a file in it"
 
 
 def test_hourglass_is_wide_narrow_wide():

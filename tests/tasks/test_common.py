@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 
@@ -31,7 +30,6 @@ def test_class_contract(name):
     cls = get_task_class(name)
     assert issubclass(cls.Config, TaskConfig)
     assert cls.Config.model_config.get("extra") == "forbid"
-    assert isinstance(cls.knob, str) and cls.knob
     assert {"quick", "paper"} <= set(cls.presets)
     assert cls.description
     with pytest.raises(TaskConfigError, match="no_such_knob"):
@@ -42,9 +40,8 @@ def test_class_contract(name):
         assert task.val_split in task.splits and task.test_split in task.splits
         assert len(set(task.splits)) == len(task.splits)
         assert 0 < task.chance <= 0.5
-        assert task.metric
-        # the knob names a config field (or a property of it) that plots can read
-        assert hasattr(task.config, cls.knob)
+        # the knob names a config field (or a property of it) holding the number plots put on an axis
+        assert type(getattr(task.config, cls.knob)) in (int, float), (preset, cls.knob)
 
 
 @pytest.mark.parametrize("name", PROBES)
@@ -66,14 +63,39 @@ def test_splits_shapes_scoring_and_render(name):
         scored = y != IGNORE
         assert scored.any(dim=1).all(), "every example scores at least one position"
         assert int(y[scored].min()) >= 0 and int(y[scored].max()) < task.vocab_size
+        # every metric is a share of right answers (1 when perfect, 0 when all wrong) except
+        # error rates, which are the reverse
         perfect = task.score(y.clone(), y, split)
-        assert perfect[task.metric] == 1.0
         wrong = task.score(wrong_preds(y, task.vocab_size), y, split)
-        assert wrong[task.metric] == 0.0
-        assert all(isinstance(v, float) and not math.isnan(v) for v in perfect.values())
-        rendered = task.render(data)
-        assert len(rendered) == len(data) and all(isinstance(r, TextExample) for r in rendered)
-        assert all(r.prompt and r.answer for r in rendered)
+        assert task.metric in perfect and set(wrong) == set(perfect)
+        assert perfect == {k: 0.0 if k in ERROR_RATES else 1.0 for k in perfect}
+        assert wrong == {k: 1.0 if k in ERROR_RATES else 0.0 for k in wrong}
+        check_render(task, data)
+
+
+ERROR_RATES = {"glitch_rate"}
+
+
+def check_render(task, data):
+    """One text example per example; the prompt comes from the inputs alone (it cannot leak
+    the answer), and the answer is the right one: it follows the targets, or for arithmetic
+    probes it is the arithmetic of the prompt's operands."""
+    import re
+
+    from tasks import TaskData
+
+    rendered = task.render(data)
+    assert len(rendered) == len(data) and all(type(r) is TextExample for r in rendered)
+    y = data.targets
+    other = task.render(TaskData(data.inputs, torch.where(y == IGNORE, y, wrong_preds(y, task.vocab_size))))
+    assert [r.prompt for r in other] == [r.prompt for r in rendered]
+    for r, o in zip(rendered, other):
+        if m := re.fullmatch(r"(\d+) \* (\d+) =", r.prompt):
+            assert r.answer == str(int(m[1]) * int(m[2]))
+        elif m := re.fullmatch(r"(\d+) \+ (\d+) mod (\d+) =", r.prompt):
+            assert r.answer == str((int(m[1]) + int(m[2])) % int(m[3]))
+        else:
+            assert r.prompt and r.answer and o.answer != r.answer, (task.name, r)
 
 
 @pytest.mark.parametrize("name", PROBES)
