@@ -45,6 +45,49 @@ def _seed_everything():
     yield
 
 
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A PostgreSQL database for the tests: ``ARCHBENCH_TEST_POSTGRES_URL`` when set, else a
+    throwaway server started for this session (see ``tests/pg.py``) and removed at its end.
+    Without PostgreSQL installed the test fails in CI and is skipped elsewhere."""
+    url = os.environ.get("ARCHBENCH_TEST_POSTGRES_URL")
+    if url:
+        yield url
+        return
+    from tests.pg import NoPostgres, throwaway_server
+
+    server = throwaway_server()
+    try:
+        url = server.__enter__()
+    except NoPostgres as e:
+        no_postgres(str(e))
+    try:
+        yield url
+    finally:
+        server.__exit__(None, None, None)
+
+
+def no_postgres(reason: str) -> None:
+    """PostgreSQL is not installed: a failure in CI (which installs it), else a skip."""
+    if in_ci():
+        pytest.fail(f"CI must run the PostgreSQL tests: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def tiny_run(**over):
+    """A run config dict that trains in about a second."""
+    cfg = {
+        "arch": {"name": "transformer", "d_model": 32, "n_layers": 1, "n_heads": 2},
+        "task": {"name": "mqar", "params": {"vocab_size": 64, "seq_len": 32, "num_pairs": 4,
+                                            "n_train": 256, "n_val": 64, "n_test": 64}},
+        "train": {"steps": 20, "batch_size": 32, "eval_every": 10},
+        "optimizer": {"lr": 3e-3, "warmup_steps": 2},
+    }
+    for k, v in over.items():
+        cfg[k] = {**cfg[k], **v} if isinstance(v, dict) and isinstance(cfg.get(k), dict) else v
+    return cfg
+
+
 @pytest.fixture
 def db_url(tmp_path):
     return f"sqlite:///{tmp_path / 'results.db'}"
