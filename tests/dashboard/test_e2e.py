@@ -1,10 +1,11 @@
 """End to end: `archbench dashboard` serves the leaderboard to a real (headless) browser.
 
-Starts ``archbench dashboard --db URL --port N`` as a subprocess over a seeded database,
-drives Debian's Chromium through chromedriver with Selenium, waits for the leaderboard,
-checks the top architecture is on the page and saves a full-page screenshot to
+Starts ``archbench dashboard --db URL --port N`` as a subprocess over a seeded database
+(N a free port; when another process takes it before the server binds it, the server
+exits and starts again on another), drives Debian's Chromium through chromedriver with
+Selenium, waits for the leaderboard, checks the top architecture is on the page and saves a full-page screenshot to
 ``artifacts/dashboard/leaderboard.png`` (git-ignored; CI can keep it; ``$ARCHBENCH_ARTIFACTS``
-moves the folder).  Only a missing Chromium or chromedriver skips it.  With
+moves the folder).  Only a missing Chromium or chromedriver skips it, and not in CI.  With
 ``ARCHBENCH_UPDATE_SCREENSHOT=1`` the screenshot also replaces ``docs/leaderboard.png``;
 ``ARCHBENCH_SCREENSHOT_DB=URL`` serves that store instead of a seeded one (the README's
 picture comes from a store that ``archbench suite quick`` filled).
@@ -24,13 +25,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, in_ci
 
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
 CHROMEDRIVER = shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None or CHROMEDRIVER is None,
-    reason="needs Chromium and chromedriver on PATH (Debian: apt-get install chromium chromium-driver)")
+NO_BROWSER = "needs Chromium and chromedriver on PATH (Debian: apt-get install chromium chromium-driver)"
+# CI installs them (.ci/run), so there their absence fails the test instead of skipping it
+needs_browser = pytest.mark.skipif((CHROMIUM is None or CHROMEDRIVER is None) and not in_ci(), reason=NO_BROWSER)
 
 ARTIFACTS = Path(os.environ.get("ARCHBENCH_ARTIFACTS") or ROOT / "artifacts") / "dashboard"
 WIDTH = 1800  # wide enough for every probe column of the leaderboard
@@ -49,24 +50,85 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_healthy(port: int, proc: subprocess.Popen, log: Path) -> None:
+class PortTaken(Exception):
+    """The server could not bind its port: another process took it after free_port() chose it."""
+
+
+def wait_serving(port: int, proc: subprocess.Popen, log: Path) -> None:
+    """Wait until *our* server listens on ``port`` and answers its health check.  Its own
+    log line ``URL: http://127.0.0.1:<port>`` (printed once it has bound the port) tells
+    it apart from another process that took the port in the meantime."""
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
+        text = log.read_text(errors="replace")
         if proc.poll() is not None:
-            pytest.fail(f"archbench dashboard exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
+            if f"Port {port} is not available" in text or "already in use" in text:
+                raise PortTaken(text)
+            pytest.fail(f"archbench dashboard exited with {proc.returncode}:\n{text}")
+        if f"URL: http://127.0.0.1:{port}" in text:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
         time.sleep(0.5)
-    pytest.fail(f"the dashboard did not come up in {WAIT_S} s:\n{log.read_text()}")
+    pytest.fail(f"the dashboard did not come up in {WAIT_S} s:\n{log.read_text(errors='replace')}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)  # the CLI and the streamlit server it started
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def start_dashboard(url: str, workdir: Path, env: dict, ports=None, attempts: int = 5):  # noqa: ANN001, ANN201
+    """``archbench dashboard`` serving ``url`` on a free port of 127.0.0.1: ``(process, port,
+    log)``.  A port is free when chosen but may be taken before the server binds it; then
+    the server exits and the next attempt takes a new port.  ``ports`` (an iterator) picks
+    the ports instead of :func:`free_port`."""
+    for attempt in range(attempts):
+        port = next(ports) if ports is not None else free_port()
+        log = workdir / f"dashboard-{attempt}.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen([*archbench(), "dashboard", "--db", url, "--port", str(port), "--host", "127.0.0.1"],
+                                    cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_serving(port, proc, log)
+            return proc, port, log
+        except PortTaken:
+            stop(proc)
+        except BaseException:
+            stop(proc)
+            raise
+    pytest.fail(f"the dashboard found no free port in {attempts} attempts")
+
+
+def test_a_port_taken_before_the_server_binds_it_is_retried(tmp_path, cli_env):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        proc, port, log = start_dashboard(f"sqlite:///{tmp_path / 'absent.db'}", tmp_path, cli_env,
+                                          ports=iter([busy, free_port()]))
+        try:
+            assert port != busy and log.name == "dashboard-1.log"
+            assert f"Port {busy} is not available" in (tmp_path / "dashboard-0.log").read_text()
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=10) as r:
+                assert r.status == 200
+        finally:
+            stop(proc)
 
 
 def browser():  # noqa: ANN201
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
+
+    assert CHROMIUM is not None and CHROMEDRIVER is not None, NO_BROWSER
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
@@ -87,6 +149,7 @@ def full_page_screenshot(driver, path: Path) -> None:  # noqa: ANN001
     driver.save_screenshot(str(path))
 
 
+@needs_browser
 def test_dashboard_serves_the_leaderboard(tmp_path, cli_env):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -105,14 +168,9 @@ def test_dashboard_serves_the_leaderboard(tmp_path, cli_env):
     top = scoped_leaderboard(store.score_frame())[0].table.iloc[0]["arch"]  # the page's default: latest sweep
     store.close()
 
-    port = free_port()
-    log = tmp_path / "dashboard.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([*archbench(), "dashboard", "--db", url, "--port", str(port), "--host", "127.0.0.1"],
-                                cwd=tmp_path, env=cli_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    proc, port, _ = start_dashboard(url, tmp_path, cli_env)
     driver = None
     try:
-        wait_healthy(port, proc, log)
         driver = browser()
         driver.get(f"http://127.0.0.1:{port}/")
         wait = WebDriverWait(driver, WAIT_S, poll_frequency=0.5)
@@ -133,10 +191,4 @@ def test_dashboard_serves_the_leaderboard(tmp_path, cli_env):
     finally:
         if driver is not None:
             driver.quit()
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)  # the CLI and the streamlit server it started
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop(proc)

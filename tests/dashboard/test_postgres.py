@@ -1,32 +1,102 @@
 """The dashboard's queries and leaderboard page on PostgreSQL.
 
-Runs only when ``ARCHBENCH_TEST_POSTGRES_URL`` names a PostgreSQL database the test may
-use (e.g. ``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``); everything is written
-to a fresh schema that is dropped afterwards.
+The database comes from the ``postgres_url`` fixture (``tests/conftest.py``): the one
+``ARCHBENCH_TEST_POSTGRES_URL`` names (e.g. ``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``),
+else a throwaway server the test session starts itself.  Everything is written to a
+fresh schema that is dropped afterwards.
 """
 
 from __future__ import annotations
 
 import os
 import uuid
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-PG_URL = os.environ.get("ARCHBENCH_TEST_POSTGRES_URL")
-pytestmark = pytest.mark.skipif(not PG_URL, reason="set ARCHBENCH_TEST_POSTGRES_URL to a PostgreSQL database to run")
+
+def test_the_database_is_a_live_postgresql_server(postgres_url):
+    """The fixture hands out a server that answers, and one the tests may write to."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(postgres_url)
+    try:
+        assert engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg"
+        schema = f"archbench_probe_{uuid.uuid4().hex[:10]}"
+        with engine.begin() as conn:
+            assert conn.execute(text("select version()")).scalar().startswith("PostgreSQL ")
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+            conn.execute(text(f'CREATE TABLE "{schema}".t (x integer primary key, s text)'))
+            conn.execute(text(f'INSERT INTO "{schema}".t VALUES (1, \'one\'), (2, \'two\')'))
+        with engine.connect() as conn:  # a new connection sees the committed rows
+            assert conn.execute(text(f'SELECT sum(x), string_agg(s, \',\' ORDER BY x) FROM "{schema}".t')).one() \
+                == (3, "one,two")
+        with engine.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    finally:
+        engine.dispose()
+    if not os.environ.get("ARCHBENCH_TEST_POSTGRES_URL"):  # our own server: on loopback, in its own database
+        assert postgres_url.startswith("postgresql+psycopg://archbench@127.0.0.1:")
+        assert postgres_url.endswith("/archbench_test")
+
+
+def test_a_throwaway_server_is_stopped_and_removed_also_after_an_error():
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from tests.conftest import no_postgres
+    from tests.pg import USER, NoPostgres, throwaway_server
+
+    seen = {}
+    try:
+        with pytest.raises(ZeroDivisionError):
+            with throwaway_server() as url:
+                engine = create_engine(url)
+                with engine.connect() as conn:
+                    seen["data"] = Path(conn.execute(text("show data_directory")).scalar())
+                    seen["socket"] = Path(conn.execute(text("show unix_socket_directories")).scalar())
+                    assert conn.execute(text("show listen_addresses")).scalar() == "127.0.0.1"
+                engine.dispose()
+                seen["port"] = make_url(url).port
+                assert (seen["data"] / "PG_VERSION").is_file() and seen["socket"] == seen["data"].parent
+                1 / 0  # noqa: B018
+    except NoPostgres as e:
+        no_postgres(str(e))
+    import psycopg  # after the server, which says how to install it when it is missing
+
+    assert not seen["data"].parent.exists()  # the whole folder: data, socket, log
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(host="127.0.0.1", port=seen["port"], user=USER, dbname="postgres", connect_timeout=5)
+
+
+def test_without_postgresql_binaries_ci_fails_and_elsewhere_skips(monkeypatch):
+    from tests import pg
+    from tests.conftest import no_postgres
+
+    monkeypatch.setattr(pg, "find_bin_dir", lambda: None)
+    with pytest.raises(pg.NoPostgres, match="apt-get install postgresql") as e:
+        with pg.throwaway_server():
+            pass
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI must run the PostgreSQL tests"):
+        no_postgres(str(e.value))
+    for value in ("", "false", "0"):
+        monkeypatch.setenv("CI", value)
+        with pytest.raises(pytest.skip.Exception, match="initdb"):
+            no_postgres(str(e.value))
 
 
 @pytest.fixture(scope="module")
-def pg_url():
+def pg_url(postgres_url):
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
     schema = f"archbench_dash_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_URL)
+    admin = create_engine(postgres_url)
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    url = make_url(postgres_url).update_query_dict({"options": f"-csearch_path={schema}"})
     try:
         yield url.render_as_string(hide_password=False)
     finally:

@@ -10,9 +10,11 @@ with triton imported before the variable is set, every kernel launch fails with 
 call @triton.jit'd outside of the scope of a kernel").  Hence:
 
 * when this process was started with ``TRITON_INTERPRET=1`` and triton's language is
-  interpreted, the kernel tests below run directly;
+  interpreted, the kernel tests below (marked ``triton_interpreter``) run directly and
+  ``test_interpreter_tests_in_subprocess`` is deselected;
 * otherwise ``test_interpreter_tests_in_subprocess`` re-runs this file in a fresh
-  ``python -m pytest`` with the variable set, and the direct tests are skipped here.
+  ``python -m pytest`` with the variable set, and the kernel tests are deselected here
+  (not skipped: they do run, in that subprocess), see ``tests/kernels/conftest.py``.
 
 The interpreter computes bf16 dots wrongly, so only fp32 and fp16 are checked.
 """
@@ -20,16 +22,18 @@ The interpreter computes bf16 dots wrongly, so only fp32 and fp16 are checked.
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-triton = pytest.importorskip("triton")
+from tests.kernels.conftest import require_triton
+
+triton = require_triton()
 
 from kernels.fox.reference import fox_attention_ref  # noqa: E402
 from kernels.linear_attention.reference import linear_attention_ref  # noqa: E402
@@ -47,10 +51,10 @@ def _language_interpreted() -> bool:
     return isinstance(triton.language.standard.zeros, InterpretedFunction)
 
 
+# read by the collection hook in tests/kernels/conftest.py: True runs only the tests marked
+# triton_interpreter here, False deselects them (the subprocess test runs them)
 INTERPRETING = os.environ.get("TRITON_INTERPRET") == "1" and _language_interpreted()
-in_interpreter = pytest.mark.skipif(
-    not INTERPRETING, reason="run in a TRITON_INTERPRET=1 subprocess by "
-                             "test_interpreter_tests_in_subprocess")
+in_interpreter = pytest.mark.triton_interpreter
 
 if INTERPRETING:
     from kernels.fox import triton_kernel as tk
@@ -59,19 +63,39 @@ if INTERPRETING:
 else:
     tk = la_tk = mo_tk = None
 
-N_INTERPRETER_TESTS = 15  # tests marked in_interpreter below (parametrizations counted)
+def interpreter_tests() -> dict[str, int]:
+    """Each test function of this module marked ``triton_interpreter``, with its number of
+    parametrized cases: what the subprocess must run and pass."""
+    tests = {}
+    for name, fn in globals().items():
+        marks = getattr(fn, "pytestmark", [])
+        if name.startswith("test_") and any(m.name == "triton_interpreter" for m in marks):
+            cases = 1
+            for m in marks:
+                if m.name == "parametrize":
+                    cases *= len(m.args[1])
+            tests[name] = cases
+    return tests
 
 
-@pytest.mark.skipif(INTERPRETING, reason="already inside the interpreter run")
-def test_interpreter_tests_in_subprocess():
+def test_interpreter_tests_in_subprocess(tmp_path):
+    expected = interpreter_tests()
+    assert sum(expected.values()) >= 15  # FoX, softmax, momentum and linear attention cases
+    junit = tmp_path / "interpreted.xml"
     env = {**os.environ, "TRITON_INTERPRET": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", str(Path(__file__).resolve()), "-q", "-p", "no:cacheprovider"],
+        [sys.executable, "-m", "pytest", str(Path(__file__).resolve()), "-q", "-p", "no:cacheprovider",
+         "-p", "no:randomly", f"--junitxml={junit}"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
-    passed = re.search(r"(\d+) passed", proc.stdout)
-    assert passed and int(passed.group(1)) >= N_INTERPRETER_TESTS, proc.stdout[-3000:]
-
+    ran: dict[str, int] = {}
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        outcome = [child.tag for child in case if child.tag in ("failure", "error", "skipped")]
+        assert not outcome, (case.get("name"), outcome, proc.stdout[-3000:])
+        fn = case.get("name").split("[")[0]
+        ran[fn] = ran.get(fn, 0) + 1
+    # every interpreter test ran and passed, each parametrization once; nothing else ran
+    assert ran == expected, proc.stdout[-3000:]
 
 @in_interpreter
 def test_kernels_are_interpreted():

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 
 import numpy as np
 import pytest
@@ -101,14 +102,26 @@ def test_jsonl_reader_errors(tmp_path):
         read_text_column(tmp_path / "a.csv")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("pyarrow") is not None
-                    or importlib.util.find_spec("fastparquet") is not None,
-                    reason="a Parquet engine is installed, so there is no missing-engine error to check")
-def test_parquet_without_an_engine_names_the_fix(tmp_path):
+def test_parquet_without_an_engine_names_the_fix(tmp_path, monkeypatch):
+    # hide both Parquet engines whether or not they are installed: a None entry in
+    # sys.modules makes find_spec answer None and an import raise ImportError
+    for engine in ("pyarrow", "fastparquet"):
+        monkeypatch.setitem(sys.modules, engine, None)
+    with pytest.raises(ImportError):
+        import pyarrow  # noqa: F401
     p = tmp_path / "a.parquet"
     p.write_bytes(b"PAR1")
-    with pytest.raises(TaskFileError, match="pip install pyarrow"):
+    with pytest.raises(TaskFileError, match=r"reading Parquet \(.*a\.parquet\) needs pyarrow: pip install pyarrow"):
         read_text_column(p)
+
+
+def test_parquet_text_column(tmp_path):
+    pytest.importorskip("pyarrow")  # installed with the dev extras (datasets depends on it)
+    import pandas as pd
+
+    p = tmp_path / "a.parquet"
+    pd.DataFrame({"text": ["w1r1", "w0r0"], "other": [1, 2]}).to_parquet(p)
+    assert read_text_column(p) == ["w1r1", "w0r0"]
 
 
 def test_hugging_face_id_without_datasets_names_the_fix(monkeypatch):
