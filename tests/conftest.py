@@ -98,6 +98,10 @@ def cli_env(tmp_path):
     """Environment for running the CLI in a subprocess inside tmp_path."""
     env = dict(os.environ)
     env.pop("ARCHBENCH_DB", None)
+    if env.get("MUTANT_UNDER_TEST") == "stats":
+        # mutmut's coverage pass records calls in its own process only, and needs its config
+        # (pyproject.toml in the cwd) to do so; a CLI subprocess in tmp_path runs unrecorded
+        env.pop("MUTANT_UNDER_TEST")
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     return env
 
