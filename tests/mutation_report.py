@@ -4,8 +4,9 @@
 
 Reads mutmut's per-file verdicts (``mutants/<path>.meta``) and the equivalent mutants
 listed in the README's "Mutation testing" section (lines ``- `NAME`: why``), and prints,
-per module: mutants, killed (a test failed, or the tests timed out), equivalent, survived,
-not run, and the score killed / (mutants - equivalent - not run).  ``--survivors`` also
+per module: mutants, killed (a test failed, or the tests timed out; the timeouts also on
+their own), equivalent, survived, not run, and the score killed / (mutants - equivalent -
+not run).  ``--survivors`` also
 lists the survivors that are not marked equivalent.  Exits 1 if a mutant the README calls
 equivalent was killed (then it was not equivalent: take it off the list).
 """
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     equivalent = equivalent_names(args.readme)
     rows, survivors, wrongly_equivalent = [], [], []
-    total = {k: 0 for k in ("mutants", "killed", "equivalent", "survived", "not_run")}
+    total = {k: 0 for k in ("mutants", "killed", "timeout", "equivalent", "survived", "not_run")}
     for path, codes in verdicts(args.mutants).items():
         row = {k: 0 for k in total}
         for name, code in codes.items():
@@ -65,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                 row["not_run"] += 1
             elif code in KILLED or code in TIMEOUT or code not in SURVIVED:
                 row["killed"] += 1
+                row["timeout"] += code in TIMEOUT
                 if name in equivalent:
                     wrongly_equivalent.append(name)
             elif name in equivalent:
@@ -75,11 +77,13 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((path, row))
         for k in total:
             total[k] += row[k]
-    print(f"{'module':34} {'mutants':>7} {'killed':>6} {'equiv':>5} {'surv':>5} {'not run':>7} {'score':>6}")
+    print(f"{'module':34} {'mutants':>7} {'killed':>6} {'(timeout)':>9} {'equiv':>5} {'surv':>5} {'not run':>7}"
+          f" {'score':>6}")
     for path, row in rows + [("total", total)]:
         judged = row["mutants"] - row["equivalent"] - row["not_run"]
         score = f"{row['killed'] / judged:6.1%}" if judged else "     -"
-        print(f"{path:34} {row['mutants']:7d} {row['killed']:6d} {row['equivalent']:5d} {row['survived']:5d}"
+        print(f"{path:34} {row['mutants']:7d} {row['killed']:6d} {row['timeout']:9d} {row['equivalent']:5d}"
+              f" {row['survived']:5d}"
               f" {row['not_run']:7d} {score}")
     if args.survivors:
         print("\nsurvivors not marked equivalent:")

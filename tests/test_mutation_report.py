@@ -43,9 +43,9 @@ def test_scores_and_equivalents(tmp_path, capsys):
     out = capsys.readouterr().out.splitlines()
     rows = {line.split()[0]: line.split()[1:] for line in out if line.startswith(("pkg/", "total"))}
     # a.py: 6 mutants, killed 1 + timeout 1, 1 equivalent, 1 survivor, 2 not run -> 2 / 3
-    assert rows["pkg/a.py"] == ["6", "2", "1", "1", "2", "66.7%"]
-    assert rows["pkg/b.py"] == ["2", "2", "0", "0", "0", "100.0%"]
-    assert rows["total"] == ["8", "4", "1", "1", "2", "80.0%"]
+    assert rows["pkg/a.py"] == ["6", "2", "1", "1", "1", "2", "66.7%"]
+    assert rows["pkg/b.py"] == ["2", "2", "0", "0", "0", "0", "100.0%"]
+    assert rows["total"] == ["8", "4", "1", "1", "1", "2", "80.0%"]
     assert out[-1].strip() == "m.x_f__mutmut_4"
 
 
