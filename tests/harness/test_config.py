@@ -525,3 +525,20 @@ def test_ids_agree_with_the_stored_config_for_a_plugin_task_with_an_enum_knob(mo
         assert entry_id(cfg) == fields["entry_id"] == entry_id_of(stored)
     assert setting_id(cfgs[0]) != setting_id(cfgs[1]) and entry_id(cfgs[0]) == entry_id(cfgs[1])
 
+
+def test_a_key_yaml_reads_as_a_number_or_boolean_is_one_clear_error(tmp_path):
+    """YAML reads ``on:``, ``yes:`` and ``1:`` as keys True and 1; a config or sweep file
+    holding one is a user error naming the key (it used to escape as a TypeError from
+    ``Model(**data)``)."""
+    hint = "is not a string (quote it in YAML: '1', 'on', 'yes')"
+    p = tmp_path / "s.yaml"
+    p.write_text("name: s\non: [push]\n")
+    with pytest.raises(UserError) as e:
+        load_sweep(p)
+    assert str(e.value) == f"invalid sweep file {p}: key True {hint}"
+    with pytest.raises(UserError) as e:
+        parse_run_config({**tiny_run(), 5: 1})
+    assert str(e.value) == f"invalid config: key 5 {hint}"
+    with pytest.raises(UserError) as e:
+        parse_run_config(tiny_run(arch={1: 2}))
+    assert str(e.value) == f"invalid config: arch: key 1 {hint}"
