@@ -542,3 +542,31 @@ def test_a_key_yaml_reads_as_a_number_or_boolean_is_one_clear_error(tmp_path):
     with pytest.raises(UserError) as e:
         parse_run_config(tiny_run(arch={1: 2}))
     assert str(e.value) == f"invalid config: arch: key 1 {hint}"
+
+
+def test_task_setting_label_shows_the_knobs_that_differ_from_the_defaults(monkeypatch):
+    import tasks.registry
+    from tasks import get_task_class
+    from tasks.base import Task, TaskConfig
+
+    defaults = get_task_class("mqar").Config()
+    cfg = parse_run_config(tiny_run(task={"params": {"num_pairs": defaults.num_pairs, "seq_len": 32,
+                                                     "vocab_size": 64, "n_train": 7}}))
+    assert defaults.seq_len != 32 and defaults.vocab_size != 64  # so that both differ
+    ood = cfg.task.params["ood_seq_len"]  # follows seq_len when not given, so it differs too
+    assert ood != defaults.ood_seq_len
+    # data sizes (n_train) and knobs at their default (num_pairs, power_a, ...) left out
+    assert cfg.task.setting_label == f"mqar(ood_seq_len={ood},seq_len=32,vocab_size=64)"
+    assert parse_run_config({"task": {"name": "mqar"}}).task.setting_label == "mqar"
+
+    # a plugin task whose knob has no default: every knob is shown (no defaults to compare with)
+    class RequiredConfig(TaskConfig):
+        k: int
+
+    class RequiredTask(Task):
+        Config = RequiredConfig
+
+    RequiredTask.name = "required_probe"
+    monkeypatch.setitem(tasks.registry._TASKS, "required_probe", RequiredTask)
+    cfg = parse_run_config(tiny_run(task={"name": "required_probe", "params": {"k": 3}}))
+    assert cfg.task.setting_label == "required_probe(k=3)"
