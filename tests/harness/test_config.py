@@ -570,3 +570,23 @@ def test_task_setting_label_shows_the_knobs_that_differ_from_the_defaults(monkey
     monkeypatch.setitem(tasks.registry._TASKS, "required_probe", RequiredTask)
     cfg = parse_run_config(tiny_run(task={"name": "required_probe", "params": {"k": 3}}))
     assert cfg.task.setting_label == "required_probe(k=3)"
+
+
+def test_cuda_without_a_gpu_is_refused_with_the_fix(monkeypatch):
+    """check_device names what it checks: the caller's config (``where``), or "config" when
+    called without one, as train's pick_device does."""
+    import torch
+
+    from harness.config import check_device
+    from harness.train import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    tail = ("device is cuda but CUDA is not available on this machine; use device cpu "
+            "(`device: cpu` in a file, `--set device=cpu` for train), or auto to take a GPU only where there is one")
+    for call, where in ((lambda: check_device("cuda"), "config"), (lambda: pick_device("cuda"), "config"),
+                        (lambda: check_device("cuda", "run 2 of sweep 'g'"), "run 2 of sweep 'g'")):
+        with pytest.raises(UserError) as e:
+            call()
+        assert str(e.value) == f"invalid {where}: {tail}"
+    check_device("cpu")
+    check_device("auto")  # auto never needs a GPU
