@@ -132,7 +132,7 @@ class RunConfig(_Strict):
 def parse_run_config(data: dict[str, Any], where: str = "config") -> RunConfig:
     """Validate a dict into a resolved RunConfig, or raise one :class:`UserError`."""
     try:
-        cfg = RunConfig(**data)
+        cfg = RunConfig.model_validate(data)
     except ValidationError as e:
         raise UserError(f"invalid {where}: {format_validation_error(e)}") from None
     check_device(cfg.device, where)
@@ -162,6 +162,9 @@ def format_validation_error(e: ValidationError) -> str:
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key (check its spelling; see the config reference in README.md)"
+        elif err["type"] == "invalid_key":  # YAML reads 1, yes, on, ... as numbers and booleans
+            loc = ".".join(str(x) for x in err["loc"][:-1])
+            msg = f"key {err['input']!r} is not a string (quote it in YAML: '1', 'on', 'yes')"
         parts.append(f"{loc}: {msg}" if loc else msg)
     return "; ".join(parts)
 
@@ -259,7 +262,7 @@ def load_sweep(path: str | Path) -> SweepFile:
         raise UserError(f"{path} must hold a mapping with keys name, base, grid (see README.md)")
     data.setdefault("name", path.stem)
     try:
-        return SweepFile(**data)
+        return SweepFile.model_validate(data)
     except ValidationError as e:
         raise UserError(f"invalid sweep file {path}: {format_validation_error(e)}") from None
 

@@ -358,3 +358,235 @@ def test_every_config_field_changes_the_ids_except_the_documented_exclusions(dat
     expected = {k for k, (task, _) in NORMALISED_AWAY.items() if task in (None, base.task.name)}
     assert unvaried == expected, f"found no other valid value for {sorted(unvaried - expected)}"
     assert base.task.preset is None
+
+
+# -- error messages name the run, the file and the fix ---------------------------------
+
+def test_validation_errors_render_location_and_message_without_pydantic_prefix():
+    # a model-level check (train.steps vs train.epochs) comes back from pydantic as
+    # "Value error, give ..."; the user sees the section and the sentence only
+    with pytest.raises(UserError) as e:
+        parse_run_config(tiny_run(train={"steps": 10, "epochs": 2}))
+    assert str(e.value) == "invalid config: train: give train.steps or train.epochs, not both"
+    with pytest.raises(UserError) as e:
+        parse_run_config(tiny_run(optimiser={"lr": 1}))
+    assert str(e.value) == ("invalid config: optimiser: unknown key "
+                            "(check its spelling; see the config reference in README.md)")
+    from tests.conftest import ROOT
+
+    assert "The run config (every key is checked" in (ROOT / "README.md").read_text()  # the file it names
+
+
+def test_several_validation_errors_are_joined_by_semicolons():
+    def message(**bad):
+        with pytest.raises(UserError) as e:
+            parse_run_config(tiny_run(optimizer={"warmup_steps": 2, **bad}))
+        return str(e.value).removeprefix("invalid config: ")
+
+    lr, eps = message(lr=-1), message(eps=0)
+    assert lr.startswith("optimizer.lr: ") and eps.startswith("optimizer.eps: ")
+    assert message(lr=-1, eps=0) == f"{lr}; {eps}"
+
+
+def test_a_model_level_error_without_location_renders_the_message_alone():
+    from pydantic import ValidationError
+
+    from harness.config import TrainConfig, format_validation_error
+
+    with pytest.raises(ValidationError) as e:
+        TrainConfig(steps=10, epochs=2)
+    assert e.value.errors()[0]["loc"] == ()
+    assert format_validation_error(e.value) == "give train.steps or train.epochs, not both"
+
+
+def test_a_bad_sweep_run_is_named_by_its_number_and_grid_values(tmp_path):
+    # runs in grid order: (lr 0.001, seed 0), (0.001, 1), (-1, 0): the third is bad
+    p = _write_sweep(tmp_path, {"name": "lrs", "base": tiny_run(),
+                                "grid": {"optimizer.lr": [0.001, -1], "seed": [0, 1]}})
+    with pytest.raises(UserError) as e:
+        expand_sweep(load_sweep(p))
+    assert str(e.value).startswith("invalid run 3 of sweep 'lrs' (optimizer.lr=-1, seed=0): optimizer.lr: ")
+    # an error found when resolving the task names the run too
+    p = _write_sweep(tmp_path, {"name": "pairs", "base": tiny_run(), "grid": {"task.params.num_pairs": [4, 20]}})
+    with pytest.raises(UserError) as e:
+        expand_sweep(load_sweep(p))
+    assert str(e.value).startswith("invalid run 2 of sweep 'pairs' (task.params.num_pairs=20): "
+                                   "invalid settings for task 'mqar': ")
+
+
+def test_sweep_runs_with_the_same_resolved_config_are_expanded_once(tmp_path):
+    p = _write_sweep(tmp_path, {"name": "s", "base": tiny_run(), "grid": {"seed": [0, 0, 1]},
+                                # weight_decay 0.1 is the default: the second entry is the first, spelled out
+                                "include": [{}, {"optimizer": {"weight_decay": 0.1}}]})
+    runs = expand_sweep(load_sweep(p))
+    assert [r.seed for r in runs] == [0, 1]
+    assert len({run_id(r) for r in runs}) == 2
+
+
+def test_merging_configs_shares_no_mutable_state_with_the_inputs():
+    """Sweep runs and --set overrides are built by merging partial configs; a merged config
+    must not alias the base's (or an include's) nested dicts and lists."""
+    import copy
+
+    from harness.config import _deep_merge, _set_path
+
+    a = {"arch": {"options": {"window": 4}}, "task": {"name": "mqar", "params": {"grid": [1, 2]}}}
+    b = {"task": {"preset": "quick"}, "extra": {"deep": {"v": [1]}}}
+    a0, b0 = copy.deepcopy(a), copy.deepcopy(b)
+    out = _deep_merge(a, b)
+    assert out == {"arch": {"options": {"window": 4}},
+                   "task": {"name": "mqar", "preset": "quick", "params": {"grid": [1, 2]}},
+                   "extra": {"deep": {"v": [1]}}}
+    out["arch"]["options"]["window"] = 99
+    out["task"]["params"]["grid"].append(3)
+    out["extra"]["deep"]["v"].append(2)
+    assert (a, b) == (a0, b0)
+    out2 = _set_path(a, "task.params.num_pairs", 8)
+    out2["arch"]["options"]["window"] = 7
+    out2["task"]["params"]["grid"].clear()
+    assert a == a0 and out2["task"]["params"]["num_pairs"] == 8
+
+
+def test_missing_unreadable_and_non_mapping_sweep_files_name_the_file(tmp_path):
+    missing = tmp_path / "nosuch.yaml"
+    with pytest.raises(UserError) as e:
+        load_sweep(missing)
+    assert str(e.value) == f"sweep file {str(missing)!r} does not exist"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: s\ngrid: {seed: [0, 1\n")
+    with pytest.raises(UserError) as e:
+        load_sweep(bad)
+    assert str(e.value).startswith(f"{bad} is not valid YAML: ") and "line" in str(e.value)
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- name: s\n")
+    with pytest.raises(UserError) as e:
+        load_sweep(listed)
+    assert str(e.value) == f"{listed} must hold a mapping with keys name, base, grid (see README.md)"
+
+
+def test_a_sweep_without_a_name_is_named_after_its_file(tmp_path):
+    p = tmp_path / "lr-scan.yaml"
+    p.write_text(yaml.safe_dump({"base": tiny_run(), "grid": {"seed": [0]}}))
+    assert load_sweep(p).name == "lr-scan"
+    p.write_text(yaml.safe_dump({"name": "given", "base": tiny_run()}))
+    assert load_sweep(p).name == "given"
+
+
+def test_an_unknown_suite_lists_every_built_in_suite():
+    import os
+
+    from harness.config import suite_path
+    from tests.conftest import ROOT
+
+    shipped = sorted(f.removesuffix(".yaml") for f in os.listdir(ROOT / "harness" / "suites") if f.endswith(".yaml"))
+    assert "quick" in shipped and len(shipped) >= 2
+    with pytest.raises(UserError) as e:
+        suite_path("nosuch")
+    assert str(e.value) == f"unknown suite 'nosuch'; built-in suites: {', '.join(shipped)}"
+    assert all(suite_path(n).is_file() for n in shipped)  # every name offered is one that works
+
+
+# -- run, setting and entry ids agree with the ids the store computes from the config it keeps --
+
+def test_ids_agree_with_the_stored_config_for_a_plugin_task_with_an_enum_knob(monkeypatch):
+    """The store keeps ``cfg.model_dump(mode="json")`` and derives its id columns from it
+    (and the migration recomputes them from the JSON it kept).  run_id, setting_id and
+    entry_id must hash the same JSON, also for a task whose resolved params hold values
+    JSON has no type for (a plugin task's Enum knob), which a Python-mode dump would hash
+    as the Enum's repr instead."""
+    import enum
+    import json
+
+    import tasks.registry
+    from harness.identity import entry_id_of, run_id_of, setting_id_of
+    from harness.train import run_fields
+    from tasks.base import Task, TaskConfig
+
+    class Mode(enum.Enum):
+        SHORT = "short"
+        LONG = "long"
+
+    class EnumConfig(TaskConfig):
+        mode: Mode = Mode.SHORT
+
+    class EnumTask(Task):
+        Config = EnumConfig
+
+    EnumTask.name = "enum_probe"
+    monkeypatch.setitem(tasks.registry._TASKS, "enum_probe", EnumTask)
+    cfgs = [parse_run_config(tiny_run(task={"name": "enum_probe", "params": {"mode": m}})) for m in ("short", "long")]
+    assert cfgs[0].task.params["mode"] is Mode.SHORT  # the resolved params hold the Enum itself
+    for cfg in cfgs:
+        fields = run_fields(cfg, None)
+        stored = json.loads(json.dumps(fields["config"]))
+        assert stored["task"]["params"]["mode"] in ("short", "long")
+        assert run_id(cfg) == run_id_of(stored)
+        assert setting_id(cfg) == fields["setting_id"] == setting_id_of(stored)
+        assert entry_id(cfg) == fields["entry_id"] == entry_id_of(stored)
+    assert setting_id(cfgs[0]) != setting_id(cfgs[1]) and entry_id(cfgs[0]) == entry_id(cfgs[1])
+
+
+def test_a_key_yaml_reads_as_a_number_or_boolean_is_one_clear_error(tmp_path):
+    """YAML reads ``on:``, ``yes:`` and ``1:`` as keys True and 1; a config or sweep file
+    holding one is a user error naming the key (it used to escape as a TypeError from
+    ``Model(**data)``)."""
+    hint = "is not a string (quote it in YAML: '1', 'on', 'yes')"
+    p = tmp_path / "s.yaml"
+    p.write_text("name: s\non: [push]\n")
+    with pytest.raises(UserError) as e:
+        load_sweep(p)
+    assert str(e.value) == f"invalid sweep file {p}: key True {hint}"
+    with pytest.raises(UserError) as e:
+        parse_run_config({**tiny_run(), 5: 1})
+    assert str(e.value) == f"invalid config: key 5 {hint}"
+    with pytest.raises(UserError) as e:
+        parse_run_config(tiny_run(arch={1: 2}))
+    assert str(e.value) == f"invalid config: arch: key 1 {hint}"
+
+
+def test_task_setting_label_shows_the_knobs_that_differ_from_the_defaults(monkeypatch):
+    import tasks.registry
+    from tasks import get_task_class
+    from tasks.base import Task, TaskConfig
+
+    defaults = get_task_class("mqar").Config()
+    cfg = parse_run_config(tiny_run(task={"params": {"num_pairs": defaults.num_pairs, "seq_len": 32,
+                                                     "vocab_size": 64, "n_train": 7}}))
+    assert defaults.seq_len != 32 and defaults.vocab_size != 64  # so that both differ
+    ood = cfg.task.params["ood_seq_len"]  # follows seq_len when not given, so it differs too
+    assert ood != defaults.ood_seq_len
+    # data sizes (n_train) and knobs at their default (num_pairs, power_a, ...) left out
+    assert cfg.task.setting_label == f"mqar(ood_seq_len={ood},seq_len=32,vocab_size=64)"
+    assert parse_run_config({"task": {"name": "mqar"}}).task.setting_label == "mqar"
+
+    # a plugin task whose knob has no default: every knob is shown (no defaults to compare with)
+    class RequiredConfig(TaskConfig):
+        k: int
+
+    class RequiredTask(Task):
+        Config = RequiredConfig
+
+    RequiredTask.name = "required_probe"
+    monkeypatch.setitem(tasks.registry._TASKS, "required_probe", RequiredTask)
+    cfg = parse_run_config(tiny_run(task={"name": "required_probe", "params": {"k": 3}}))
+    assert cfg.task.setting_label == "required_probe(k=3)"
+
+
+def test_cuda_without_a_gpu_is_refused_with_the_fix(monkeypatch):
+    """check_device names what it checks: the caller's config (``where``), or "config" when
+    called without one, as train's pick_device does."""
+    import torch
+
+    from harness.config import check_device
+    from harness.train import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    tail = ("device is cuda but CUDA is not available on this machine; use device cpu "
+            "(`device: cpu` in a file, `--set device=cpu` for train), or auto to take a GPU only where there is one")
+    for call, where in ((lambda: check_device("cuda"), "config"), (lambda: pick_device("cuda"), "config"),
+                        (lambda: check_device("cuda", "run 2 of sweep 'g'"), "run 2 of sweep 'g'")):
+        with pytest.raises(UserError) as e:
+            call()
+        assert str(e.value) == f"invalid {where}: {tail}"
+    check_device("cpu")
+    check_device("auto")  # auto never needs a GPU
