@@ -348,3 +348,8 @@ def test_load_checks_the_tensors_against_the_config(ck, damage, needle):
         load_checkpoint(ck)
     msg = one_line_error(e)
     assert msg.startswith(f"{ck / 'model.safetensors'}") and needle in msg and msg.endswith(FIX)
+
+
+def test_an_error_about_the_whole_arch_config_names_arch(ck):
+    # no field of its own (an empty loc), and without pydantic's "Value error, " prefix
+    assert arch_error(ck, dict(d_model=30, n_heads=4)) == ["arch: d_model=30 must be divisible by n_heads=4"]
