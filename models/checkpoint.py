@@ -128,7 +128,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
         arch = ArchConfig(**config["arch"])
         model = LM(arch, int(config["vocab_size"]))
     except ValidationError as e:
-        why = "; ".join(f"arch.{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
+        why = "; ".join(f"{'.'.join(map(str, ('arch', *x['loc'])))}: {x['msg'].removeprefix('Value error, ')}"
+                        for x in e.errors())  # a whole-config error has an empty loc: "arch: ..."
         raise CheckpointError(f"{path / CONFIG} does not describe a model this archbench can build ({why}); "
                               f"re-train or re-copy the checkpoint") from None
     except KeyError as e:
