@@ -52,8 +52,9 @@ SHORT_NAMES = {"optimizer.weight_decay": "wd", "optimizer.warmup_steps": "warmup
                "arch.mlp_ratio": "mlp_ratio", "arch.tie_embeddings": "tied", "arch.init_std": "init_std"}
 """How a config field that tells two entries apart is written in their labels."""
 
-_LABEL_SKIP = ("arch.name", "arch.options.", "arch.mlp", "arch.norm", "arch.d_model", "arch.n_layers",
-               "arch.n_heads")  # already in the arch label or the size column
+_LABEL_SKIP = ("arch.name", "arch.mlp", "arch.norm", "arch.d_model", "arch.n_layers", "arch.n_heads")
+"""Config fields already in the arch label or the size column: whole keys (``arch.mlp_ratio`` is not
+``arch.mlp``), plus every ``arch.options.*`` (the mixer's options)."""
 
 
 @dataclass
@@ -112,7 +113,7 @@ def entry_labels(entries: pd.DataFrame) -> pd.Series:
     for _, g in entries.groupby(["arch_label", "size"], dropna=False):
         configs = [c if isinstance(c, dict) else {} for c in g["entry_config"]]
         keys = sorted(set().union(*configs)) if configs else []
-        differ = [k for k in keys if not k.startswith(_LABEL_SKIP)
+        differ = [k for k in keys if k not in _LABEL_SKIP and not k.startswith("arch.options.")
                   and len({repr(c.get(k)) for c in configs}) > 1]
         for eid, label, c in zip(g["entry_id"], g["arch_label"], configs):
             extra = " ".join(f"{SHORT_NAMES.get(k, k.rsplit('.', 1)[-1])}={_short(c.get(k))}" for k in differ)

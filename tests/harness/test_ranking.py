@@ -514,3 +514,15 @@ def test_an_entry_whose_runs_name_no_task_is_still_ranked():
         r["task"] = None
     t = rank(frame(rows)).table
     assert list(t["arch"]) == ["A"] and t["score"].item() == pytest.approx(0.6)
+
+
+def test_entries_differing_only_in_mlp_ratio_are_labelled_by_it():
+    # arch.mlp (the MLP kind) is in the arch label, arch.mlp_ratio is not (nor in the size):
+    # two entries that differ only in it must not both read "A"
+    rows = [with_fields(row(val=0.9, test=0.9), {"arch.mlp": "swiglu", "arch.mlp_ratio": 4.0}),
+            with_fields(row(val=0.5, test=0.5), {"arch.mlp": "swiglu", "arch.mlp_ratio": 2.0})]
+    assert list(rank(frame(rows)).table["arch"]) == ["A mlp_ratio=4", "A mlp_ratio=2"]
+    # what the arch label and size already say is still left out
+    rows = [with_fields(row(val=0.9, test=0.9), {"arch.mlp": "swiglu", "arch.norm": "rmsnorm", "arch.options.w": 1}),
+            with_fields(row(val=0.5, test=0.5, wd=0.5), {"arch.mlp": "relu", "arch.norm": "none", "arch.options.w": 2})]
+    assert list(rank(frame(rows)).table["arch"]) == ["A wd=0.1", "A wd=0.5"]
