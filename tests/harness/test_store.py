@@ -455,18 +455,31 @@ def test_pid_alive_probes_with_signal_0_and_reads_the_answer(monkeypatch):
     assert calls == [(4321, 0)] * 3
 
 
-def test_pid_alive_on_real_processes_leaves_them_running():
-    import subprocess
-    import sys
+# a child that any signal but 0 ends: every catchable signal back to its default action
+# (a parent run under nohup would otherwise hand it an ignored SIGHUP)
+_DEFAULT_SIGNALS_THEN_SLEEP = """
+import signal, time
+for s in signal.valid_signals():
+    try:
+        signal.signal(s, signal.SIG_DFL)
+    except (OSError, ValueError):
+        pass
+print("ready", flush=True)
+time.sleep(30)
+"""
 
+
+def test_pid_alive_on_real_processes_leaves_them_running():
     from harness.store import _pid_alive
 
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    proc = subprocess.Popen([sys.executable, "-c", _DEFAULT_SIGNALS_THEN_SLEEP], stdout=subprocess.PIPE, text=True)
     try:
+        assert proc.stdout.readline() == "ready\n"
         assert _pid_alive(proc.pid)
         with pytest.raises(subprocess.TimeoutExpired):
             proc.wait(timeout=0.5)  # probing sent no signal that ends it
     finally:
         proc.kill()
         proc.wait()
+        proc.stdout.close()
     assert not _pid_alive(proc.pid)

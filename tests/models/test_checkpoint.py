@@ -10,9 +10,12 @@ import os
 
 import pytest
 import torch
+from pydantic import BaseModel, ConfigDict
 from safetensors.torch import load_file, save_file
 
-from models import LM, ArchConfig, CheckpointError, load_checkpoint, save_checkpoint
+from torch import nn
+
+from models import LM, ArchConfig, CheckpointError, load_checkpoint, register_mixer, save_checkpoint
 from models.checkpoint import FORMAT, check_state, file_sha256, read_checkpoint_config
 
 VOCAB = 40
@@ -253,6 +256,46 @@ def test_loaded_weights_are_the_stored_ones(ck):
     rewrite_weights(ck, lambda s: s["embed.weight"].fill_(0.5))
     m, _ = load_checkpoint(ck)
     assert torch.equal(m.state_dict()["embed.weight"], torch.full((VOCAB, 32), 0.5))
+
+
+class _ScaleOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    min_scale: float = 0.0
+
+
+@register_mixer("test-checks-its-weights", "test only: a mixer whose load hook refuses a scale below min_scale")
+class ChecksItsWeights(nn.Module):
+    """Test mixer: like a plugin that checks its own weights when loaded, it reports a
+    ``scale`` below ``min_scale`` through torch's ``error_msgs`` (torch raises them over
+    several lines)."""
+
+    Options = _ScaleOptions
+
+    def __init__(self, d_model, n_heads, options, layer_idx=0, n_layers=1):
+        super().__init__()
+        self.lin = nn.Linear(d_model, d_model)
+        self.scale = nn.Parameter(torch.ones(1))
+        self.min_scale = options.min_scale
+
+    def forward(self, x):
+        return self.lin(x) * self.scale
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing, unexpected, error_msgs):
+        if (state_dict[prefix + "scale"] < self.min_scale).any():
+            error_msgs.append(f"{prefix}scale must be at least {self.min_scale},\n"
+                              f"\tgot {state_dict[prefix + 'scale'].tolist()}")
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing, unexpected, error_msgs)
+
+
+def test_an_error_torch_raises_while_loading_is_one_line(tmp_path):
+    ck = tmp_path / "ck"
+    save_checkpoint(tiny(name="test-checks-its-weights"), ck, {})
+    load_checkpoint(ck)  # a positive scale loads
+    rewrite_weights(ck, lambda s: s["blocks.0.mixer.scale"].fill_(-1.0))
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(ck)
+    assert one_line_error(e) == (f"{ck / 'model.safetensors'} does not fit its config: Error(s) in loading "
+                                 f"state_dict for LM: blocks.0.mixer.scale must be at least 0.0, got [-1.0]")
 
 
 # -- check_state ----------------------------------------------------------------------------
