@@ -48,8 +48,11 @@ def rewrite_weights(ck, change, keep_sha: bool = False) -> None:
         rewrite_config(ck, lambda c: c.__setitem__("weights_sha256", file_sha256(ck / "model.safetensors")))
 
 
-def one_line_error(excinfo) -> str:
-    msg = str(excinfo.value)
+def refusal(fn, *args) -> str:
+    """The one-line message of the :class:`CheckpointError` that ``fn(*args)`` raises."""
+    with pytest.raises(CheckpointError) as e:
+        fn(*args)
+    msg = str(e.value)
     assert "\n" not in msg
     return msg
 
@@ -132,10 +135,8 @@ def test_read_config_of_a_sound_checkpoint(ck):
 
 
 def test_a_missing_path_is_named(tmp_path):
-    with pytest.raises(CheckpointError) as e:
-        read_checkpoint_config(tmp_path / "nowhere")
-    assert one_line_error(e) == (f"checkpoint {str(tmp_path / 'nowhere')!r} does not exist; "
-                                 f"pass a directory written by `archbench train`")
+    assert refusal(read_checkpoint_config, tmp_path / "nowhere") == (
+        f"checkpoint {str(tmp_path / 'nowhere')!r} does not exist; pass a directory written by `archbench train`")
 
 
 @pytest.mark.parametrize("remove", ["config.json", "model.safetensors", "both", "file"])
@@ -148,17 +149,13 @@ def test_a_directory_lacking_a_part_is_not_a_checkpoint(ck, remove):
         (ck / "model.safetensors").unlink()
     else:
         (ck / remove).unlink()
-    with pytest.raises(CheckpointError) as e:
-        load_checkpoint(target)
-    assert one_line_error(e) == (f"{str(target)!r} is not an archbench checkpoint: "
-                                 f"expected a directory holding config.json and model.safetensors")
+    assert refusal(load_checkpoint, target) == (f"{str(target)!r} is not an archbench checkpoint: "
+                                                f"expected a directory holding config.json and model.safetensors")
 
 
 def test_a_config_that_is_not_json_is_named(ck):
     (ck / "config.json").write_text("{not json")
-    with pytest.raises(CheckpointError) as e:
-        read_checkpoint_config(ck)
-    msg = one_line_error(e)
+    msg = refusal(read_checkpoint_config, ck)
     assert msg.startswith(f"{ck / 'config.json'} is not valid JSON (")
     assert msg.endswith("); the checkpoint is damaged, re-train or re-copy it")
 
@@ -172,10 +169,9 @@ def test_a_config_that_is_not_json_is_named(ck):
 ])
 def test_a_config_of_another_kind_is_refused(ck, content, needle):
     (ck / "config.json").write_text(json.dumps(content))
-    with pytest.raises(CheckpointError) as e:
-        read_checkpoint_config(ck)
-    assert one_line_error(e).startswith(f"{ck / 'config.json'} {needle}")
-    assert "archbench train" in str(e.value)
+    msg = refusal(read_checkpoint_config, ck)
+    assert msg.startswith(f"{ck / 'config.json'} {needle}")
+    assert "archbench train" in msg
 
 
 # -- load_checkpoint: the config ---------------------------------------------------------------
@@ -183,11 +179,9 @@ def test_a_config_of_another_kind_is_refused(ck, content, needle):
 def arch_error(ck, change) -> list[str]:
     """The per-field reasons of the error loading ``ck`` with its arch config changed."""
     rewrite_config(ck, lambda c: c["arch"].update(change))
-    with pytest.raises(CheckpointError) as e:
-        load_checkpoint(ck)
     head = f"{ck / 'config.json'} does not describe a model this archbench can build ("
     tail = "); re-train or re-copy the checkpoint"
-    msg = one_line_error(e)
+    msg = refusal(load_checkpoint, ck)
     assert msg.startswith(head) and msg.endswith(tail)
     return msg[len(head):-len(tail)].split("; ")
 
@@ -201,25 +195,19 @@ def test_an_arch_config_archbench_cannot_build_is_named_field_by_field(ck):
 @pytest.mark.parametrize("key", ["arch", "vocab_size"])
 def test_a_config_lacking_a_part_is_named(ck, key):
     rewrite_config(ck, lambda c: c.pop(key))
-    with pytest.raises(CheckpointError) as e:
-        load_checkpoint(ck)
-    assert one_line_error(e) == (f"{ck / 'config.json'} does not describe a model this archbench can build: "
-                                 f"it lacks '{key}'; re-train or re-copy the checkpoint")
+    assert refusal(load_checkpoint, ck) == (f"{ck / 'config.json'} does not describe a model this archbench can build: "
+                                            f"it lacks '{key}'; re-train or re-copy the checkpoint")
 
 
 def test_a_vocab_size_that_is_no_number_is_named(ck):
     rewrite_config(ck, lambda c: c.__setitem__("vocab_size", "forty"))
-    with pytest.raises(CheckpointError) as e:
-        load_checkpoint(ck)
-    assert one_line_error(e) == (f"{ck / 'config.json'} does not describe a model this archbench can build: "
-                                 f"invalid literal for int() with base 10: 'forty'")
+    assert refusal(load_checkpoint, ck) == (f"{ck / 'config.json'} does not describe a model this archbench can build: "
+                                            f"invalid literal for int() with base 10: 'forty'")
 
 
 def test_an_arch_config_that_is_no_mapping_is_named(ck):
     rewrite_config(ck, lambda c: c.__setitem__("arch", ["transformer"]))
-    with pytest.raises(CheckpointError) as e:
-        load_checkpoint(ck)
-    msg = one_line_error(e)
+    msg = refusal(load_checkpoint, ck)
     assert msg.startswith(f"{ck / 'config.json'} does not describe a model this archbench can build: ")
     assert msg.endswith("argument after ** must be a mapping, not list")
 
@@ -228,10 +216,8 @@ def test_an_arch_config_that_is_no_mapping_is_named(ck):
 
 def test_weights_that_differ_from_the_recorded_sha256_are_refused(ck):
     rewrite_weights(ck, lambda s: s["norm.weight"].mul_(2), keep_sha=True)  # a sound file, other numbers
-    with pytest.raises(CheckpointError) as e:
-        load_checkpoint(ck)
-    assert one_line_error(e) == (f"{ck / 'model.safetensors'} does not match the sha256 in config.json "
-                                 f"(truncated or modified); re-train or re-copy it")
+    assert refusal(load_checkpoint, ck) == (f"{ck / 'model.safetensors'} does not match the sha256 in config.json "
+                                            f"(truncated or modified); re-train or re-copy it")
 
 
 def test_without_a_recorded_sha256_the_weights_load_unchecked(ck):
@@ -245,9 +231,7 @@ def test_without_a_recorded_sha256_the_weights_load_unchecked(ck):
 def test_unreadable_weights_are_named(ck):
     (ck / "model.safetensors").write_bytes((ck / "model.safetensors").read_bytes()[:100])
     rewrite_config(ck, lambda c: c.pop("weights_sha256"))
-    with pytest.raises(CheckpointError) as e:
-        load_checkpoint(ck)
-    msg = one_line_error(e)
+    msg = refusal(load_checkpoint, ck)
     assert msg.startswith(f"cannot read {ck / 'model.safetensors'} (")
     assert msg.endswith("); the file is truncated or damaged")
 
@@ -292,10 +276,8 @@ def test_an_error_torch_raises_while_loading_is_one_line(tmp_path):
     save_checkpoint(tiny(name="test-checks-its-weights"), ck, {})
     load_checkpoint(ck)  # a positive scale loads
     rewrite_weights(ck, lambda s: s["blocks.0.mixer.scale"].fill_(-1.0))
-    with pytest.raises(CheckpointError) as e:
-        load_checkpoint(ck)
-    assert one_line_error(e) == (f"{ck / 'model.safetensors'} does not fit its config: Error(s) in loading "
-                                 f"state_dict for LM: blocks.0.mixer.scale must be at least 0.0, got [-1.0]")
+    assert refusal(load_checkpoint, ck) == (f"{ck / 'model.safetensors'} does not fit its config: Error(s) in loading "
+                                            f"state_dict for LM: blocks.0.mixer.scale must be at least 0.0, got [-1.0]")
 
 
 # -- check_state ----------------------------------------------------------------------------
@@ -308,9 +290,7 @@ def good_state():
 
 
 def check_error(state) -> str:
-    with pytest.raises(CheckpointError) as e:
-        check_state(state, tiny(), "W")
-    return one_line_error(e)
+    return refusal(check_state, state, tiny(), "W")
 
 
 def test_a_fitting_state_passes():
@@ -387,9 +367,7 @@ def test_non_floating_weights_are_named(dtype):
 ])
 def test_load_checks_the_tensors_against_the_config(ck, damage, needle):
     rewrite_weights(ck, damage)
-    with pytest.raises(CheckpointError) as e:
-        load_checkpoint(ck)
-    msg = one_line_error(e)
+    msg = refusal(load_checkpoint, ck)
     assert msg.startswith(f"{ck / 'model.safetensors'}") and needle in msg and msg.endswith(FIX)
 
 
