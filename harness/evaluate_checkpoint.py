@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -100,8 +101,6 @@ _MAGIC = {".npz": (b"PK\x03\x04", b"PK\x05\x06")}
 def _check_readable(p: Path, tensors: bool) -> None:
     """Refuse a data path that exists but cannot be what --data needs, with the fix; a path
     that does not exist is left to the loaders (a text-format task may read it as a hub id)."""
-    import os
-
     if not p.exists():
         return
     if tensors and p.is_dir():
