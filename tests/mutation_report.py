@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 KILLED = {1, 3}  # a test failed (3: pytest's internal error also means the mutant broke something)
-TIMEOUT = {-24, 24, 36, 152, 255}  # the tests ran past 5x their normal time: an endless loop
+TIMEOUT = {-24, 24, 36, 152, 255}  # the tests ran past 5 x (normal time + 30 s): an endless loop
 SURVIVED = {0}
 NOT_RUN = {None, 2, 5, 33, 34}  # not checked, interrupted, no test reaches the function, skipped
 
