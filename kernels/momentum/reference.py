@@ -36,7 +36,8 @@ def rope_ref(x, base=10000.0):
     half = d // 2
     out = torch.empty_like(x)
     for i in range(half):
-        theta = torch.tensor([pos * base ** (-2 * i / d) for pos in range(t)], dtype=torch.float64)
+        theta = torch.tensor([pos * base ** (-2 * i / d) for pos in range(t)], dtype=torch.float64,
+                             device=x.device)
         cos = theta.cos().to(x.dtype)[None, :, None]
         sin = theta.sin().to(x.dtype)[None, :, None]
         a, c = x[..., i], x[..., i + half]
