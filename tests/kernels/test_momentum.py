@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -105,6 +107,56 @@ def test_reference_rope_matches_kernels_rope():
     torch.testing.assert_close(rope_ref(x, 500.0), apply_rope(x, 500.0), atol=1e-12, rtol=1e-12)
 
 
+def test_reference_rope_default_base_is_10000():
+    """Pair (x_i, x_{i+D/2}) as the complex number x_i + 1j x_{i+D/2}, times exp(1j t 10000^(-2i/D))."""
+    x = make_qkv(1, 12, 2, 8)[0].detach()
+    half = x.shape[-1] // 2
+    pos = torch.arange(x.shape[1], dtype=torch.float64)[:, None]
+    angle = pos * 10000.0 ** (-2.0 * torch.arange(half, dtype=torch.float64) / x.shape[-1])
+    z = torch.complex(x[..., :half], x[..., half:]) * torch.polar(torch.ones_like(angle), angle)[None, :, None]
+    torch.testing.assert_close(rope_ref(x), torch.cat((z.real, z.imag), dim=-1), atol=1e-12, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_reference_rope_rounds_angles_to_input_dtype_like_kernels_rope(dtype):
+    """Below float64 the reference rotates with cos/sin tables rounded to x's dtype and
+    computes in that dtype, exactly as ``apply_rope`` (and so the fast path) does."""
+    x = make_qkv(2, 40, 3, 16, dtype=dtype)[0].detach()
+    assert torch.equal(rope_ref(x, 500.0), apply_rope(x, 500.0)), "reference RoPE rounds differently"
+
+
+@pytest.mark.parametrize("gamma_kind", ["per_head", "per_position"])
+@pytest.mark.parametrize("dtype, gamma_dtype", [(torch.float32, torch.float64), (torch.bfloat16, torch.float32)])
+def test_gamma_of_another_dtype(gamma_kind, dtype, gamma_dtype):
+    """A float32 gamma parameter with bfloat16 activations (autocast), or the other way round:
+    the op computes in the inputs' dtype and gamma's gradient comes back in gamma's dtype."""
+    b, t, h, d = 2, 9, 2, 8
+    qkv64 = make_qkv(b, t, h, d)
+    g64 = make_gamma(gamma_kind, b, t, h)
+    qkv = [x.detach().to(dtype).requires_grad_() for x in qkv64]
+    gamma = g64.detach().to(gamma_dtype).requires_grad_()
+    out, grads = run(momentum_attention, qkv, gamma)
+    ref, ref_grads = run(momentum_attention_ref, qkv64, g64)
+    assert out.dtype == dtype and grads[3].dtype == gamma_dtype
+    tol = 1e-5 if dtype == torch.float32 else 5e-2
+    torch.testing.assert_close(out.double(), ref, atol=tol, rtol=tol)
+    torch.testing.assert_close(grads[3].double(), ref_grads[3], atol=20 * tol, rtol=20 * tol)
+
+
+@pytest.mark.parametrize("gamma_kind", GAMMAS)
+def test_gamma_on_cpu_inputs_on_another_device(gamma_kind):
+    """gamma built on the CPU (a float, or a tensor) with q, k, v elsewhere: both the fast path
+    and the reference move it to the inputs' device.  The meta device stands in for CUDA here
+    (it refuses to mix with CPU tensors just as CUDA does) and checks placement, not values."""
+    b, t, h, d = 1, 6, 2, 8
+    q, k, v = (torch.empty(b, t, h, d, device="meta") for _ in range(3))
+    gamma = make_gamma(gamma_kind, b, t, h, dtype=torch.float32)
+    gamma = gamma.detach() if isinstance(gamma, torch.Tensor) else gamma
+    for fn in (momentum_attention, momentum_attention_ref):
+        out = fn(q, k, v, gamma)
+        assert out.device == q.device and out.shape == q.shape, fn.__name__
+
+
 def test_scale_and_rope_base_are_used():
     q, k, v = (x.detach() for x in make_qkv(1, 12, 2, 8))
     base = momentum_attention(q, k, v, 0.5)
@@ -117,5 +169,6 @@ def test_scale_and_rope_base_are_used():
 
 def test_bad_gamma_shape_raises():
     q, k, v = make_qkv(1, 4, 2, 8)
-    with pytest.raises(ValueError, match="gamma"):
-        momentum_attention(q, k, v, torch.zeros(3))
+    for bad in (torch.zeros(3), torch.zeros(1, 4, 3), torch.zeros(2, 4, 2), torch.zeros(1, 4, 2, 1)):
+        with pytest.raises(ValueError, match=re.escape(f"[batch, time, heads]=(1, 4, 2); got shape {tuple(bad.shape)}")):
+            momentum_attention(q, k, v, bad)
