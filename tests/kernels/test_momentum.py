@@ -138,9 +138,10 @@ def test_gamma_of_another_dtype(gamma_kind, dtype, gamma_dtype):
     out, grads = run(momentum_attention, qkv, gamma)
     ref, ref_grads = run(momentum_attention_ref, qkv64, g64)
     assert out.dtype == dtype and grads[3].dtype == gamma_dtype
-    tol = 1e-5 if dtype == torch.float32 else 5e-2
-    torch.testing.assert_close(out.double(), ref, atol=tol, rtol=tol)
-    torch.testing.assert_close(grads[3].double(), ref_grads[3], atol=20 * tol, rtol=20 * tol)
+    out_tol, grad_tol = (1e-5, 1e-4) if dtype == torch.float32 else (5e-2, 2e-1)  # bf16: 8-bit mantissa
+    torch.testing.assert_close(out.double(), ref, atol=out_tol, rtol=out_tol)
+    torch.testing.assert_close(grads[3].double(), ref_grads[3], atol=grad_tol, rtol=grad_tol / 4,
+                               msg="grad gamma")
 
 
 @pytest.mark.parametrize("gamma_kind", GAMMAS)
