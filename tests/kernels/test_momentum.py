@@ -128,8 +128,9 @@ def test_reference_rope_rounds_angles_to_input_dtype_like_kernels_rope(dtype):
 @pytest.mark.parametrize("gamma_kind", ["per_head", "per_position"])
 @pytest.mark.parametrize("dtype, gamma_dtype", [(torch.float32, torch.float64), (torch.bfloat16, torch.float32)])
 def test_gamma_of_another_dtype(gamma_kind, dtype, gamma_dtype):
-    """A float32 gamma parameter with bfloat16 activations (autocast), or the other way round:
-    the op computes in the inputs' dtype and gamma's gradient comes back in gamma's dtype."""
+    """gamma in another dtype than q, k, v (a float32 gamma parameter with bfloat16 activations
+    under autocast; a float64 gamma with float32 inputs): the op computes in the inputs' dtype
+    and gamma's gradient comes back in gamma's dtype."""
     b, t, h, d = 2, 9, 2, 8
     qkv64 = make_qkv(b, t, h, d)
     g64 = make_gamma(gamma_kind, b, t, h)
@@ -137,7 +138,7 @@ def test_gamma_of_another_dtype(gamma_kind, dtype, gamma_dtype):
     gamma = g64.detach().to(gamma_dtype).requires_grad_()
     out, grads = run(momentum_attention, qkv, gamma)
     ref, ref_grads = run(momentum_attention_ref, qkv64, g64)
-    assert out.dtype == dtype and grads[3].dtype == gamma_dtype
+    assert (out.dtype, grads[3].dtype) == (dtype, gamma_dtype), "output in q's dtype, grad in gamma's"
     out_tol, grad_tol = (1e-5, 1e-4) if dtype == torch.float32 else (5e-2, 2e-1)  # bf16: 8-bit mantissa
     torch.testing.assert_close(out.double(), ref, atol=out_tol, rtol=out_tol)
     torch.testing.assert_close(grads[3].double(), ref_grads[3], atol=grad_tol, rtol=grad_tol / 4,
