@@ -74,6 +74,25 @@ def test_fast_float32_close_to_reference(fox):
         torch.testing.assert_close(a.double(), b, atol=1e-4, rtol=1e-3, msg=f"grad of {name}")
 
 
+def test_float32_inputs_under_a_float64_default_dtype():
+    """``torch.set_default_dtype(torch.float64)`` (common in scientific scripts) must not leak
+    into the op: float32 inputs still run in float32, forward and backward."""
+    xs64 = make_inputs(1, 20, 2, 8, fox=True, seed=5)
+    xs32 = [x.float() for x in xs64]
+    cot = torch.randn(1, 20, 2, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    ref_out, ref_g = grads(lambda *a: path_attention_ref(*a), xs64, cot)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        out, g = grads(lambda *a: path_attention_fast(*a, chunk_size=8), xs32, cot)
+    finally:
+        torch.set_default_dtype(previous)
+    assert out.dtype == torch.float32, out.dtype
+    torch.testing.assert_close(out.double(), ref_out, atol=2e-5, rtol=1e-4)
+    for name, a, b in zip(NAMES, g, ref_g):
+        torch.testing.assert_close(a.double(), b, atol=1e-4, rtol=1e-3, msg=f"grad of {name}")
+
+
 def test_chunk_size_does_not_change_the_result():
     xs = make_inputs(1, 40, 2, 8, fox=True, seed=5)
     outs = [path_attention_fast(*xs, chunk_size=c) for c in (1, 3, 16, 40, 64)]
