@@ -5,8 +5,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks import IGNORE, TaskConfigError, make_task
+from tasks import IGNORE, TaskConfigError, TaskData, make_task
 from tasks.multiplication import EQUALS, STAR, decode_operands, pair_bucket, split_codes
+from tasks.sampling import mix_hash
 
 
 def digits_value(ds: list[int]) -> int:
@@ -85,16 +86,52 @@ def test_quick_test_set_is_not_answerable_from_memory():
         assert set(_pairs(task, "test", seed=seed)) <= bucket0
 
 
-def test_the_whole_split_without_replacement_and_a_clear_error_beyond():
+@pytest.mark.parametrize("split, knob", [("train", "n_train"), ("val", "n_val"), ("test", "n_test")])
+def test_the_whole_split_without_replacement_and_a_clear_error_beyond(split, knob):
     task = make_task("multiplication", {"n_digits": 2, "m_digits": 1, "holdout_modulus": 8})
-    total = split_codes(2, 1, 8, "test").numel()
+    total = split_codes(2, 1, 8, split).numel()
     assert 0 < total < 810
-    pairs = _pairs(task, "test", n=total, seed=1)
+    pairs = _pairs(task, split, n=total, seed=1)
     assert len(set(pairs)) == total
-    with pytest.raises(ValueError, match=rf"has {total} distinct test pairs; asked for {total + 1}.*n_test <= {total}"):
-        task.generate("test", n=total + 1)
+    with pytest.raises(ValueError, match=rf"has {total} distinct {split} pairs; asked for {total + 1}.*{knob} <= {total}"):
+        task.generate(split, n=total + 1)
+
+
+def test_the_split_size_knob_named_in_the_error_is_the_one_to_lower():
     with pytest.raises(ValueError, match="n_train <="):
         make_task("multiplication", {"n_digits": 2, "m_digits": 2, "n_train": 8000}).generate("train")
+    big = make_task("multiplication", {"n_digits": 4, "m_digits": 4, "holdout_modulus": 4})   # sampled space
+    with pytest.raises(ValueError, match=r"more than half of them: set n_val <= "):
+        big.generate("val", n=11_000_000)
+
+
+@pytest.mark.parametrize("n, m, K", [(2, 2, 8), (2, 1, 3), (1, 3, 16)])
+def test_train_val_and_test_partition_every_pair(n, m, K):
+    every = sorted(a * 10**m + b for a in range(10 ** (n - 1), 10**n) for b in range(10 ** (m - 1), 10**m))
+    splits = [split_codes(n, m, K, split).tolist() for split in ("train", "val", "test")]
+    assert sorted(sum(splits, [])) == every, "each pair is in exactly one of train, val and test"
+
+
+@pytest.mark.parametrize("a, b, n, m", [(37, 5, 2, 1), (5, 37, 1, 2), (4321, 1234, 4, 4), (1234, 4321, 4, 4),
+                                        (90, 10, 2, 2), (123, 45678, 3, 5)])
+def test_the_bucket_is_the_fixed_hash_of_the_pair_written_as_one_number(a, b, n, m):
+    """The held-out set is fixed by definition: the key is a's digits then b's, zero-padded
+    to m digits ("4321" "1234" -> 43211234), the smaller operand first when n == m."""
+    x, y = (min(a, b), max(a, b)) if n == m else (a, b)
+    key = int(f"{x}{y:0{m}d}")
+    for K in (3, 64, 1000):
+        want = int(mix_hash(torch.tensor([key]))[0]) % K
+        assert pair_bucket(torch.tensor([a]), torch.tensor([b]), n, m, K).tolist() == [want], (a, b, K)
+
+
+def test_sparse_buckets_are_still_sampled_by_rejection():
+    """4x3 digits with holdout_modulus 10000: about 810 test pairs in 8.1M, so one batch of
+    draws for a single pair (about 11k) holds no test pair a third of the time (seeds 1 and 2
+    here); the sampler keeps drawing."""
+    task = make_task("multiplication", {"n_digits": 4, "m_digits": 3, "holdout_modulus": 10_000})
+    for seed in range(8):
+        (pair,) = _pairs(task, "test", n=1, seed=seed)
+        assert pair_bucket(torch.tensor([pair[0]]), torch.tensor([pair[1]]), 4, 3, 10_000).item() == 0, seed
 
 
 def test_large_spaces_sample_distinct_pairs_by_rejection():
@@ -140,6 +177,45 @@ def test_score_by_hand():
     assert task.render(TaskData(x, y))[0].prompt == "7 * 12 =" and task.render(TaskData(x, y))[0].answer == "84"
     with pytest.raises(ValueError, match=r"\[n, 7\]"):
         task.score(preds[:, :5], y[:, :5], "test")
+
+
+def _rows(*pairs):
+    """Hand-made 1x2-digit rows: inputs and targets of ``a * b`` for each ``(a, b)``."""
+    x, y = [], []
+    for a, b in pairs:
+        c = [a * b // 10**k % 10 for k in range(3)]
+        x.append([a, STAR, b % 10, b // 10, EQUALS, c[0], c[1]])
+        y.append([IGNORE] * 4 + c)
+    return TaskData(torch.tensor(x, dtype=torch.long).reshape(-1, 7), torch.tensor(y, dtype=torch.long).reshape(-1, 7))
+
+
+def test_exact_match_is_the_fraction_of_rows_with_every_digit_right():
+    task = make_task("multiplication", {"n_digits": 1, "m_digits": 2, "holdout_modulus": 3})
+    data = _rows((7, 12), (3, 45), (9, 99), (2, 10))              # 84, 135, 891, 20
+    preds = data.targets.clone()
+    preds[1, 5] = 0                                                # 135's middle digit wrong
+    s = task.score(preds, data.targets, "test")
+    assert s["exact_match"] == 0.75 and s["digit_accuracy"] == 11 / 12, s
+    assert [s[f"digit_accuracy/pos={k}"] for k in range(3)] == [1.0, 0.75, 1.0]
+
+
+def test_nothing_to_score_gives_nan_headline_metrics_only():
+    task = make_task("multiplication", {"n_digits": 1, "m_digits": 2, "holdout_modulus": 3})
+    empty = _rows()
+    s = task.score(empty.targets, empty.targets, "test")
+    assert set(s) == {"exact_match", "digit_accuracy"} and all(v != v for v in s.values()), s
+    assert task.trivial_predictions(empty, "test") == {}, "no strategy on no data"
+
+
+def test_digit_mode_is_the_most_frequent_digit_at_each_position():
+    task = make_task("multiplication", {"n_digits": 1, "m_digits": 2, "holdout_modulus": 3})
+    data = _rows((7, 12), (3, 45), (9, 99), (2, 10), (6, 14))     # 084, 135, 891, 020, 084
+    # by position, least significant first: 4 5 1 0 4 -> 4; 8 3 9 2 8 -> 8; 0 1 8 0 0 -> 0
+    (name, preds), = task.trivial_predictions(data, "test").items()
+    assert name == "digit_mode"
+    assert preds[:, 4:].tolist() == [[4, 8, 0]] * 5 and preds.shape == data.targets.shape
+    one = _rows((3, 45))
+    assert task.trivial_predictions(one, "test")["digit_mode"][0, 4:].tolist() == [5, 3, 1], "one row: its digits"
 
 
 @pytest.mark.parametrize("params, constraint", [
