@@ -97,12 +97,29 @@ def test_the_whole_split_without_replacement_and_a_clear_error_beyond(split, kno
         task.generate(split, n=total + 1)
 
 
-def test_the_split_size_knob_named_in_the_error_is_the_one_to_lower():
+def test_a_configured_split_size_beyond_the_split_is_refused():
     with pytest.raises(ValueError, match="n_train <="):
         make_task("multiplication", {"n_digits": 2, "m_digits": 2, "n_train": 8000}).generate("train")
-    big = make_task("multiplication", {"n_digits": 4, "m_digits": 4, "holdout_modulus": 4})   # sampled space
-    with pytest.raises(ValueError, match=r"more than half of them: set n_val <= "):
-        big.generate("val", n=11_000_000)
+
+
+@pytest.mark.parametrize("split, knob, about", [("train", "n_train", 40_500_000), ("val", "n_val", 20_250_000),
+                                                ("test", "n_test", 20_250_000)])
+def test_sampled_spaces_refuse_more_than_half_a_split_and_say_how_many(split, knob, about):
+    """4x4 digits: 9000 * 9000 = 81M pairs, too many to list; holdout_modulus 4 puts a
+    quarter in test, a quarter in val and half in train."""
+    task = make_task("multiplication", {"n_digits": 4, "m_digits": 4, "holdout_modulus": 4})
+    with pytest.raises(ValueError, match=rf"has about {about} distinct {split} pairs; asked for {about // 2 + 1}, "
+                                         rf"more than half of them: set {knob} <= {about // 2}$"):
+        task.generate(split, n=about // 2 + 1)
+
+
+def test_sampled_spaces_give_the_same_pairs_for_the_same_seed():
+    big = make_task("multiplication", {"n_digits": 4, "m_digits": 4, "holdout_modulus": 4})
+    for split in ("train", "test"):
+        first = _pairs(big, split, n=50, seed=7)
+        assert _pairs(big, split, n=50, seed=7) == first, f"{split}: the seed fixes the sampled pairs"
+        assert _pairs(big, split, n=50, seed=8) != first, f"{split}: another seed, other pairs"
+        assert all(1000 <= a < 10000 and 1000 <= b < 10000 for a, b in first), split
 
 
 @pytest.mark.parametrize("n, m, K", [(2, 2, 8), (2, 1, 3), (1, 3, 16)])
