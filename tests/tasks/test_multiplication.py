@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from tasks import IGNORE, TaskConfigError, TaskData, make_task
 from tasks.multiplication import EQUALS, STAR, decode_operands, pair_bucket, split_codes
+from tasks.base import split_generator
 from tasks.sampling import mix_hash
 
 
@@ -111,6 +112,21 @@ def test_sampled_spaces_refuse_more_than_half_a_split_and_say_how_many(split, kn
     with pytest.raises(ValueError, match=rf"has about {about} distinct {split} pairs; asked for {about // 2 + 1}, "
                                          rf"more than half of them: set {knob} <= {about // 2}$"):
         task.generate(split, n=about // 2 + 1)
+
+
+def test_listed_splits_are_drawn_by_the_split_s_own_stream():
+    """The recipe rebuilt: a split's first n pairs are its codes (ascending) under a
+    permutation from split_generator("multiplication", split, seed).  The same seed must give
+    the same data in every version (stored results are keyed by the config and the seed);
+    no seed means seed 0."""
+    task = make_task("multiplication", preset="quick")                # 2x2, holdout_modulus 8
+    for split in ("train", "val", "test"):
+        codes = split_codes(2, 2, 8, split)
+        for seed in (0, 5):
+            perm = torch.randperm(codes.numel(), generator=split_generator("multiplication", split, seed))
+            want = [(c // 100, c % 100) for c in codes[perm[:20]].tolist()]
+            assert _pairs(task, split, n=20, seed=seed) == want, (split, seed)
+        assert _pairs(task, split, n=20) == _pairs(task, split, n=20, seed=0), split
 
 
 def test_sampled_spaces_give_the_same_pairs_for_the_same_seed():
