@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from tasks import IGNORE, TaskConfigError, TaskData, make_task
 from tasks.multiplication import EQUALS, STAR, decode_operands, pair_bucket, split_codes
+from tasks import multiplication
 from tasks.base import split_generator
 from tasks.sampling import mix_hash
 
@@ -127,6 +128,38 @@ def test_listed_splits_are_drawn_by_the_split_s_own_stream():
             want = [(c // 100, c % 100) for c in codes[perm[:20]].tolist()]
             assert _pairs(task, split, n=20, seed=seed) == want, (split, seed)
         assert _pairs(task, split, n=20) == _pairs(task, split, n=20, seed=0), split
+
+
+def test_sampled_spaces_give_up_to_half_a_split(monkeypatch):
+    """The sampler's limit on a small space sent through it (nothing listed): 2x2 digits,
+    holdout_modulus 8, about 8100 / 8 = 1012 test pairs, so 506 may be asked for, 507 not."""
+    monkeypatch.setattr(multiplication, "_ENUMERATE", 0)
+    task = make_task("multiplication", {"n_digits": 2, "m_digits": 2, "holdout_modulus": 8})
+    half = _pairs(task, "test", n=506, seed=3)
+    assert len(set(half)) == 506 and all(10 <= a < 100 and 10 <= b < 100 for a, b in half)
+    assert set(half) <= {(c // 100, c % 100) for c in split_codes(2, 2, 8, "test").tolist()}
+    with pytest.raises(ValueError, match="has about 1012 distinct test pairs; asked for 507, more than half"):
+        task.generate("test", n=507)
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_sampled_splits_follow_the_rejection_recipe(split):
+    """The recipe rebuilt: from split_generator("multiplication", split, seed), draw a batch
+    of a's then of b's, 1.1 x (pairs still needed) / (the split's share) + 64 of each, keep
+    the split's pairs not seen before, in draw order, until there are n.  The paper presets
+    (81M and 8.1G pairs) are sampled this way: this fixes their data for a seed."""
+    task = make_task("multiplication", preset="paper")              # 4x4, holdout_modulus 64
+    share = 1.0 / 64 if split == "test" else (64 - 2) / 64
+    g = split_generator("multiplication", split, 3)
+    found: dict[tuple[int, int], None] = {}
+    while len(found) < 300:
+        m = int((300 - len(found)) / share * 1.1) + 64
+        a = torch.randint(1000, 10000, (m,), generator=g)
+        b = torch.randint(1000, 10000, (m,), generator=g)
+        for x, y, k in zip(a.tolist(), b.tolist(), pair_bucket(a, b, 4, 4, 64).tolist()):
+            if k == 0 if split == "test" else k >= 2:
+                found.setdefault((x, y))
+    assert _pairs(task, split, n=300, seed=3) == list(found)[:300]
 
 
 def test_sampled_spaces_give_the_same_pairs_for_the_same_seed():
