@@ -142,24 +142,38 @@ def test_sampled_spaces_give_up_to_half_a_split(monkeypatch):
         task.generate("test", n=507)
 
 
-@pytest.mark.parametrize("split", ["train", "test"])
-def test_sampled_splits_follow_the_rejection_recipe(split):
-    """The recipe rebuilt: from split_generator("multiplication", split, seed), draw a batch
-    of a's then of b's, 1.1 x (pairs still needed) / (the split's share) + 64 of each, keep
-    the split's pairs not seen before, in draw order, until there are n.  The paper presets
-    (81M and 8.1G pairs) are sampled this way: this fixes their data for a seed."""
-    task = make_task("multiplication", preset="paper")              # 4x4, holdout_modulus 64
+def _rejection_recipe(split: str, n: int, seed: int) -> tuple[list[tuple[int, int]], int]:
+    """The first n pairs of a 4x4-digit split (holdout_modulus 64) by the documented sampler,
+    and how many batches of draws it took."""
     share = 1.0 / 64 if split == "test" else (64 - 2) / 64
-    g = split_generator("multiplication", split, 3)
+    g = split_generator("multiplication", split, seed)
     found: dict[tuple[int, int], None] = {}
-    while len(found) < 300:
-        m = int((300 - len(found)) / share * 1.1) + 64
+    batches = 0
+    while len(found) < n:
+        m = int((n - len(found)) / share * 1.1) + 64
         a = torch.randint(1000, 10000, (m,), generator=g)
         b = torch.randint(1000, 10000, (m,), generator=g)
         for x, y, k in zip(a.tolist(), b.tolist(), pair_bucket(a, b, 4, 4, 64).tolist()):
             if k == 0 if split == "test" else k >= 2:
                 found.setdefault((x, y))
-    assert _pairs(task, split, n=300, seed=3) == list(found)[:300]
+        batches += 1
+    return list(found)[:n], batches
+
+
+@pytest.mark.parametrize("split, n", [("train", 300), ("test", 300), ("test", 4)])
+def test_sampled_splits_follow_the_rejection_recipe(split, n):
+    """The recipe rebuilt: from split_generator("multiplication", split, seed), draw a batch
+    of a's then of b's, 1.1 x (pairs still needed) / (the split's share) + 64 of each, keep
+    the split's pairs not seen before, in draw order, until there are n.  The paper presets
+    (81M and 8.1G pairs) are sampled this way: this fixes their data for a seed."""
+    task = make_task("multiplication", preset="paper")              # 4x4, holdout_modulus 64
+    batches = []
+    for seed in range(3 if n > 10 else 6):
+        want, k = _rejection_recipe(split, n, seed)
+        assert _pairs(task, split, n=n, seed=seed) == want, (split, n, seed)
+        batches.append(k)
+    if n < 10:
+        assert max(batches) > 1, "a seed whose first batch fell short (the top-up batches are checked too)"
 
 
 def test_sampled_spaces_give_the_same_pairs_for_the_same_seed():
