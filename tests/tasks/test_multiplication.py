@@ -104,32 +104,6 @@ def test_a_configured_split_size_beyond_the_split_is_refused():
         make_task("multiplication", {"n_digits": 2, "m_digits": 2, "n_train": 8000}).generate("train")
 
 
-@pytest.mark.parametrize("split, knob, about", [("train", "n_train", 40_500_000), ("val", "n_val", 20_250_000),
-                                                ("test", "n_test", 20_250_000)])
-def test_sampled_spaces_refuse_more_than_half_a_split_and_say_how_many(split, knob, about):
-    """4x4 digits: 9000 * 9000 = 81M pairs, too many to list; holdout_modulus 4 puts a
-    quarter in test, a quarter in val and half in train."""
-    task = make_task("multiplication", {"n_digits": 4, "m_digits": 4, "holdout_modulus": 4})
-    with pytest.raises(ValueError, match=rf"has about {about} distinct {split} pairs; asked for {about // 2 + 1}, "
-                                         rf"more than half of them: set {knob} <= {about // 2}$"):
-        task.generate(split, n=about // 2 + 1)
-
-
-def test_listed_splits_are_drawn_by_the_split_s_own_stream():
-    """The recipe rebuilt: a split's first n pairs are its codes (ascending) under a
-    permutation from split_generator("multiplication", split, seed).  The same seed must give
-    the same data in every version (stored results are keyed by the config and the seed);
-    no seed means seed 0."""
-    task = make_task("multiplication", preset="quick")                # 2x2, holdout_modulus 8
-    for split in ("train", "val", "test"):
-        codes = split_codes(2, 2, 8, split)
-        for seed in (0, 5):
-            perm = torch.randperm(codes.numel(), generator=split_generator("multiplication", split, seed))
-            want = [(c // 100, c % 100) for c in codes[perm[:20]].tolist()]
-            assert _pairs(task, split, n=20, seed=seed) == want, (split, seed)
-        assert _pairs(task, split, n=20) == _pairs(task, split, n=20, seed=0), split
-
-
 def test_sampled_spaces_give_up_to_half_a_split(monkeypatch):
     """The sampler's limit on a small space sent through it (nothing listed): 2x2 digits,
     holdout_modulus 8, about 8100 / 8 = 1012 test pairs, so 506 may be asked for, 507 not."""
@@ -174,6 +148,32 @@ def test_sampled_splits_follow_the_rejection_recipe(split, n):
         batches.append(k)
     if n < 10:
         assert max(batches) > 1, "a seed whose first batch fell short (the top-up batches are checked too)"
+
+
+@pytest.mark.parametrize("split, knob, about", [("train", "n_train", 40_500_000), ("val", "n_val", 20_250_000),
+                                                ("test", "n_test", 20_250_000)])
+def test_sampled_spaces_refuse_more_than_half_a_split_and_say_how_many(split, knob, about):
+    """4x4 digits: 9000 * 9000 = 81M pairs, too many to list; holdout_modulus 4 puts a
+    quarter in test, a quarter in val and half in train."""
+    task = make_task("multiplication", {"n_digits": 4, "m_digits": 4, "holdout_modulus": 4})
+    with pytest.raises(ValueError, match=rf"has about {about} distinct {split} pairs; asked for {about // 2 + 1}, "
+                                         rf"more than half of them: set {knob} <= {about // 2}$"):
+        task.generate(split, n=about // 2 + 1)
+
+
+def test_listed_splits_are_drawn_by_the_split_s_own_stream():
+    """The recipe rebuilt: a split's first n pairs are its codes (ascending) under a
+    permutation from split_generator("multiplication", split, seed).  The same seed must give
+    the same data in every version (stored results are keyed by the config and the seed);
+    no seed means seed 0."""
+    task = make_task("multiplication", preset="quick")                # 2x2, holdout_modulus 8
+    for split in ("train", "val", "test"):
+        codes = split_codes(2, 2, 8, split)
+        for seed in (0, 5):
+            perm = torch.randperm(codes.numel(), generator=split_generator("multiplication", split, seed))
+            want = [(c // 100, c % 100) for c in codes[perm[:20]].tolist()]
+            assert _pairs(task, split, n=20, seed=seed) == want, (split, seed)
+        assert torch.equal(task.generate(split, n=20).inputs, task.generate(split, n=20, seed=0).inputs), split
 
 
 def test_sampled_spaces_give_the_same_pairs_for_the_same_seed():
