@@ -5,9 +5,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks import IGNORE, TaskConfigError, TaskData, make_task
+from tasks import IGNORE, TaskConfigError, TaskData, make_task, multiplication
 from tasks.multiplication import EQUALS, STAR, decode_operands, pair_bucket, split_codes
-from tasks import multiplication
 from tasks.base import split_generator
 from tasks.sampling import mix_hash
 
@@ -128,7 +127,8 @@ def _rejection_recipe(split: str, n: int, seed: int) -> tuple[list[tuple[int, in
         a = torch.randint(1000, 10000, (m,), generator=g)
         b = torch.randint(1000, 10000, (m,), generator=g)
         for x, y, k in zip(a.tolist(), b.tolist(), pair_bucket(a, b, 4, 4, 64).tolist()):
-            if k == 0 if split == "test" else k >= 2:
+            in_split = k == 0 if split == "test" else k >= 2
+            if in_split:
                 found.setdefault((x, y))
         batches += 1
     return list(found)[:n], batches
@@ -195,8 +195,9 @@ def test_train_val_and_test_partition_every_pair(n, m, K):
 @pytest.mark.parametrize("a, b, n, m", [(37, 5, 2, 1), (5, 37, 1, 2), (4321, 1234, 4, 4), (1234, 4321, 4, 4),
                                         (90, 10, 2, 2), (123, 45678, 3, 5)])
 def test_the_bucket_is_the_fixed_hash_of_the_pair_written_as_one_number(a, b, n, m):
-    """The held-out set is fixed by definition: the key is a's digits then b's, zero-padded
-    to m digits ("4321" "1234" -> 43211234), the smaller operand first when n == m."""
+    """The held-out set is fixed by definition: the hash key is a's digits then b's
+    zero-padded to m digits (37 and 5 at m = 1: 375; 123 and 45678: 12345678), the smaller
+    operand first when n == m (4321 and 1234: 12344321)."""
     x, y = (min(a, b), max(a, b)) if n == m else (a, b)
     key = int(f"{x}{y:0{m}d}")
     for K in (3, 64, 1000):
