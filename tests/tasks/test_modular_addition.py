@@ -5,7 +5,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks import IGNORE, TaskConfigError, make_task, resolve_task_params
+from tasks import IGNORE, TaskConfigError, TaskData, make_task, resolve_task_params
+from tasks.base import split_generator
 
 
 @settings(max_examples=15, deadline=None)
@@ -56,6 +57,7 @@ def test_derived_sizes_and_full_batch():
     assert len(full) == 3831
     prefix = task.generate("train", n=100, seed=4)
     assert torch.equal(prefix.inputs, full.inputs[:100])
+    assert torch.equal(task.generate("train", n=3831, seed=4).inputs, full.inputs), "n = the split's size: all of it"
     with pytest.raises(ValueError, match="has 3831 pairs"):
         task.generate("train", n=3832)
     # the permutation follows the seed; the same seed gives the same partition
@@ -66,6 +68,56 @@ def test_derived_sizes_and_full_batch():
     params = resolve_task_params("modular_addition", {"p": 31}, preset="quick")
     assert params["n_train"] == round(0.5 * 31 * 31)
     assert resolve_task_params("modular_addition", params) == params
+
+
+def _pair_sets(task, seed):
+    return [set(map(tuple, task.generate(split, seed=seed).inputs[:, :2].tolist())) for split in ("train", "val", "test")]
+
+
+def test_the_partition_follows_the_seed_and_no_seed_means_seed_0():
+    task = make_task("modular_addition", preset="quick")
+    assert _pair_sets(task, 1) != _pair_sets(task, 2), "another seed, another train/val/test partition"
+    for split in ("train", "val", "test"):
+        assert torch.equal(task.generate(split).inputs, task.generate(split, seed=0).inputs), split
+        assert torch.equal(task.split_pairs(split), task.split_pairs(split, seed=0)), split
+
+
+@pytest.mark.parametrize("p, tf, seed", [(7, 0.5, 0), (11, 0.3, 3)])
+def test_the_partition_follows_the_documented_recipe(p, tf, seed):
+    """Rebuilt from the module docstring and split_generator's (task, stream, seed) streams:
+    the p pairs a = a are permuted, then the pairs a < b, both by the "partition" stream;
+    each split takes the next diagonal_counts() of the former and the next (size - d) / 2
+    of the latter, with their swaps; its rows (a = a, a < b, then the swaps) are shuffled
+    by the "order/<split>" stream.  The same seed must give the same data in every version:
+    stored results are keyed by the config and the seed."""
+    task = make_task("modular_addition", {"p": p, "train_fraction": tf})
+    g = split_generator("modular_addition", "partition", seed)
+    diag = [(a, a) for a in torch.randperm(p, generator=g).tolist()]
+    upper = [(a, b) for a in range(p) for b in range(a + 1, p)]
+    upper = [upper[i] for i in torch.randperm(len(upper), generator=g).tolist()]
+    for split, size, d in zip(("train", "val", "test"), (task.split_size(s) for s in ("train", "val", "test")),
+                              task.diagonal_counts()):
+        o = (size - d) // 2
+        mine, diag = diag[:d], diag[d:]
+        ours, upper = upper[:o], upper[o:]
+        rows = mine + ours + [(b, a) for a, b in ours]
+        order = torch.randperm(size, generator=split_generator("modular_addition", f"order/{split}", seed))
+        want = [rows[i] for i in order.tolist()]
+        assert task.generate(split, seed=seed).inputs[:, :2].tolist() == [list(r) for r in want], split
+    assert not diag and not upper, "the splits use up every pair"
+
+
+def test_answer_mode_is_the_most_frequent_answer():
+    task = make_task("modular_addition", {"p": 7})
+    a, b = torch.tensor([1, 2, 6, 0, 5]), torch.tensor([2, 1, 4, 4, 0])        # answers 3 3 3 4 5
+    inputs = torch.stack((a, b, torch.full_like(a, 7)), dim=1)
+    targets = torch.full_like(inputs, IGNORE)
+    targets[:, 2] = (a + b) % 7
+    (name, preds), = task.trivial_predictions(TaskData(inputs, targets), "test").items()
+    assert name == "answer_mode" and preds[:, 2].tolist() == [3] * 5
+    one = task.trivial_predictions(TaskData(inputs[3:4], targets[3:4]), "test")
+    assert one["answer_mode"][:, 2].tolist() == [4], "one row: its answer"
+    assert task.trivial_predictions(TaskData(inputs[:0], targets[:0]), "test") == {}, "no strategy on no data"
 
 
 def test_class_attributes_for_the_harness():
@@ -89,6 +141,10 @@ def test_curve_metrics():
     assert task.curve_metrics(curve) == {"steps_to_fit": 100, "steps_to_grok": 300, "grok_delay": 200}
     never = [(0, "train", "accuracy", 0.99), (10, "test", "accuracy", 0.5)]
     assert task.curve_metrics(never) == {"steps_to_fit": None, "steps_to_grok": None, "grok_delay": None}
+    fit_only = [(0, "train", "accuracy", 1.0), (10, "test", "accuracy", 0.5)]
+    assert task.curve_metrics(fit_only) == {"steps_to_fit": 0, "steps_to_grok": None, "grok_delay": None}
+    grok_only = [(0, "train", "accuracy", 0.9), (10, "test", "accuracy", 0.995)]
+    assert task.curve_metrics(grok_only) == {"steps_to_fit": None, "steps_to_grok": 10, "grok_delay": None}
 
 
 def test_score_by_hand():
