@@ -7,7 +7,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks import IGNORE, TaskConfigError, make_task
+from tasks import IGNORE, TaskConfigError, TaskData, make_task
+from tasks.base import strategy_generator
+from tasks.files import TaskFileError, save_tensor_file
 from tasks.mqar import generate_mqar
 
 
@@ -138,3 +140,72 @@ def test_score_by_hand():
     assert task.score(preds, targets, "test")["accuracy"] == pytest.approx(2 / 3)
     assert task.chance == pytest.approx(1 / 128)
     assert math.isnan(task.score(preds, torch.full((2, 8), IGNORE), "test")["accuracy"])
+
+
+def test_strategies_follow_the_splits_pair_count():
+    """On ood_pairs the context holds ood_num_pairs pairs: recent_value is the last of them."""
+    task = make_task("mqar", preset="quick")
+    N = task.config.ood_num_pairs
+    assert N > task.config.num_pairs
+    data = task.generate("ood_pairs", n=16, seed=0)
+    recent = task.trivial_predictions(data, "ood_pairs")["recent_value"]
+    assert torch.equal(recent, data.inputs[:, 2 * N - 1 : 2 * N].expand_as(recent)), "not the last pair's value"
+
+
+def test_context_value_picks_a_context_value_uniformly():
+    """Each guess is one of the row's N values, each about 1/N of the time, drawn from the
+    strategy's own generator (seeded by task, strategy name and data)."""
+    task = make_task("mqar", preset="quick")
+    N = task.config.num_pairs
+    data = task.generate("test", n=256, seed=0)
+    guess = task.trivial_predictions(data, "test")["context_value"]
+    values = data.inputs[:, 1 : 2 * N : 2]
+    hit = guess[:, :, None] == values[:, None, :]           # [n, T, N]; values are distinct in a row
+    assert (hit.sum(dim=2) == 1).all(), "a guess that is not one of the row's values"
+    pair = hit.int().argmax(dim=2)
+    freq = torch.bincount(pair.view(-1), minlength=N).double() / pair.numel()
+    assert torch.allclose(freq, torch.full((N,), 1 / N, dtype=torch.float64), atol=0.01), freq
+    g = strategy_generator("mqar", data, "context_value")
+    assert torch.equal(pair, torch.randint(0, N, pair.shape, generator=g)), "not the strategy's own draws"
+
+
+@pytest.mark.parametrize("n, T, declared", [
+    (1, 32, True),
+    (0, 32, False),
+    (3, 16, True),          # T = 4N: the shortest layout
+    (3, 15, False),         # too short for a query slot per pair
+    (3, 10, False),
+    (3, 8, False),          # the context alone
+    (3, 7, False),
+])
+def test_strategies_need_the_mqar_layout(n, T, declared):
+    """Rows too short for N pairs and a query slot each (T < 4N), or no rows, get no strategies."""
+    task = make_task("mqar", {"vocab_size": 64, "seq_len": 32, "num_pairs": 4})
+    if T >= 16:
+        data = generate_mqar(torch.Generator().manual_seed(0), n, 64, T, 4)
+    else:
+        data = TaskData(torch.randint(32, 64, (n, T)), torch.full((n, T), IGNORE))
+    preds = task.trivial_predictions(data, "test")
+    expect = {"context_value", "recent_value", "value_by_position"} if declared else set()
+    assert set(preds) == expect, f"n={n}, T={T}: {sorted(preds)}"
+
+
+def test_load_rejects_out_of_range_tokens_naming_the_file(tmp_path):
+    x = torch.tensor([[1, 40, 2, 50, 1, 2, 9, 9]])
+    y = torch.full_like(x, IGNORE)
+    y[0, 4], y[0, 5] = 40, 50
+    path = save_tensor_file(tmp_path / "mqar.npz", TaskData(x, y))
+    task = make_task("mqar", {"vocab_size": 64, "seq_len": 8, "num_pairs": 2})
+    assert torch.equal(task.load(path).inputs, x)
+    with pytest.raises(TaskFileError) as e:
+        make_task("mqar", {"vocab_size": 32, "seq_len": 8, "num_pairs": 2}).load(path)
+    assert str(e.value).startswith(f"{path}: `inputs` holds token ids outside [0, 32)"), str(e.value)
+
+
+def test_render_by_hand():
+    """Prompt: the tokens up to and including the first query key; answer: its value."""
+    x = torch.tensor([[5, 130, 7, 140, 9, 7, 3, 5], [5, 130, 7, 140, 5, 1, 7, 2]])
+    y = torch.full_like(x, IGNORE)
+    y[0, 5], y[0, 7], y[1, 4], y[1, 6] = 140, 130, 130, 140
+    out = make_task("mqar", preset="quick").render(TaskData(x, y))
+    assert [(e.prompt, e.answer) for e in out] == [("5 130 7 140 9 7", "140"), ("5 130 7 140 5", "130")]
