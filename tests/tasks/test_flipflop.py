@@ -8,9 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tasks import IGNORE, TaskConfigError, make_task
-from tasks.base import TaskData
+from tasks.base import TaskData, split_generator
 from tasks.files import TaskFileError
 from tasks.flipflop import ALPHABET, ONE, R, W, ZERO, flipflop_from_strings, generate_flipflop
+
+from _task_util import data_digest
 
 
 def reference_targets(x: torch.Tensor) -> torch.Tensor:
@@ -59,6 +61,17 @@ def test_splits_use_their_p_i():
     for split, p in (("train", 0.8), ("in_dist", 0.8), ("sparse", 0.98), ("dense", 0.3)):
         x = task.generate(split, n=400, seed=0).inputs[:, 2:-2:2]
         assert abs(float((x == 2).double().mean()) - p) < 0.02, split
+
+
+def test_each_split_is_drawn_from_its_own_stream():
+    """Split s at seed k is FFL(p_i of s) drawn from split_generator("flipflop", s, k), so a
+    stored run's test split can be regenerated; n defaults to the split's size, seed to 0."""
+    task = make_task("flipflop", {"seq_len": 8, "n_train": 5, "n_val": 3, "n_test": 4})
+    for split in task.splits:
+        n = {"train": 5, "val": 3}.get(split, 4)
+        p_i = {"sparse": 0.98, "dense": 0.1}.get(split, 0.8)
+        expect = generate_flipflop(split_generator("flipflop", split, 0), n, 8, p_i)
+        assert data_digest(task.generate(split)) == data_digest(expect), split
 
 
 def test_paper_preset():

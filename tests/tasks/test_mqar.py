@@ -8,9 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tasks import IGNORE, TaskConfigError, TaskData, make_task
-from tasks.base import strategy_generator
+from tasks.base import split_generator, strategy_generator
 from tasks.files import TaskFileError, save_tensor_file
 from tasks.mqar import generate_mqar
+
+from _task_util import data_digest
 
 
 def check_mqar(data, V: int, N: int) -> None:
@@ -82,6 +84,29 @@ def test_gaps_are_sequential_draws_without_replacement():
     assert torch.allclose(joint, expect, atol=0.01)
 
 
+@pytest.mark.parametrize("params", [{}, {"random_non_queries": False, "power_a": 0.5}])
+def test_each_split_is_drawn_from_its_own_stream(params):
+    """Split s at seed k is generate_mqar at that split's (seq_len, num_pairs) and the config's
+    gap law and filler, drawn from split_generator("mqar", s, k); n defaults to the split's
+    size, seed to 0."""
+    task = make_task("mqar", {"vocab_size": 64, "seq_len": 16, "num_pairs": 2,
+                              "n_train": 5, "n_val": 3, "n_test": 4, **params})
+    a, noise = params.get("power_a", 0.01), params.get("random_non_queries", True)
+    for split in task.splits:
+        T, N = {"ood_pairs": (16, 4), "ood_len": (32, 2)}.get(split, (16, 2))
+        n = {"train": 5, "val": 3}.get(split, 4)
+        expect = generate_mqar(split_generator("mqar", split, 0), n, 64, T, N, a, noise)
+        assert data_digest(task.generate(split)) == data_digest(expect), split
+
+
+def test_smallest_feasible_setting():
+    """The smallest setting the checks allow (vocab_size 5, seq_len 4, one pair): key 1, a value
+    in [2, 5), one query."""
+    task = make_task("mqar", {"vocab_size": 5, "seq_len": 4, "num_pairs": 1})
+    assert (task.config.ood_num_pairs, task.config.ood_seq_len) == (1, 4)
+    check_mqar(task.generate("test", n=8), 5, 1)
+
+
 def test_paper_grid_presets():
     grid = {"paper-64": (64, 4), "paper-128": (128, 8), "paper-256": (256, 16), "paper-512": (512, 64)}
     for preset, (T, N) in grid.items():
@@ -129,6 +154,17 @@ def test_ood_defaults_fall_back_to_the_largest_feasible():
 def test_rejected_settings(params, constraint):
     with pytest.raises(TaskConfigError, match=constraint):
         make_task("mqar", params)
+
+
+@pytest.mark.parametrize("params, tail", [
+    ({"seq_len": 64, "num_pairs": 17}, "queries); got seq_len=64, num_pairs=17"),
+    ({"seq_len": 64, "num_pairs": 4, "ood_num_pairs": 17},
+     "queries) (for the ood_num_pairs split setting); got seq_len=64, num_pairs=17"),
+])
+def test_only_ood_errors_name_a_split_setting(params, tail):
+    with pytest.raises(TaskConfigError) as e:
+        make_task("mqar", params)
+    assert str(e.value).endswith(tail), str(e.value)
 
 
 def test_score_by_hand():
