@@ -51,6 +51,31 @@ def test_every_query_targets_its_value(V, N, extra, seed, noise):
         assert (data.inputs[:, 2 * N:][unwritten] == 0).all()
 
 
+def test_keys_values_and_filler_cover_their_ranges():
+    """Keys come from all of [1, V/2), values from all of [V/2, V), filler from the whole vocabulary."""
+    V, T, N = 16, 8, 2           # context 0..3, queries at 4 and 6, filler at 5 and 7
+    data = generate_mqar(torch.Generator().manual_seed(0), 2000, V, T, N)
+    x = data.inputs
+    assert set(x[:, 0:4:2].unique().tolist()) == set(range(1, 8)), "keys"
+    assert set(x[:, 1:4:2].unique().tolist()) == set(range(8, 16)), "values"
+    assert set(x[:, 5::2].unique().tolist()) == set(range(16)), "filler"
+
+
+@pytest.mark.parametrize("T", [8, 9])
+def test_queries_sit_at_the_even_offsets_after_the_context(T):
+    """2 pairs: context 0..3, (T - 4) // 2 = 2 query slots at 4 and 6, none at the odd tail."""
+    data = generate_mqar(torch.Generator().manual_seed(0), 500, 64, T, 2)
+    scored = (data.targets != IGNORE).nonzero()[:, 1].view(500, 2)
+    assert (scored == torch.tensor([4, 6])).all(), scored.unique().tolist()
+
+
+def test_defaults_are_zoologys():
+    """Without the last two arguments: a = 0.01 and random filler."""
+    a = generate_mqar(torch.Generator().manual_seed(3), 64, 256, 64, 4)
+    b = generate_mqar(torch.Generator().manual_seed(3), 64, 256, 64, 4, 0.01, True)
+    assert data_digest(a) == data_digest(b)
+
+
 def test_query_gaps_follow_the_power_law():
     """The first query's gap is distributed as p(i) ~ i^(a-1) over the (T - 2N)/2 slots."""
     V, T, N, a = 8192, 64, 1, 0.01
