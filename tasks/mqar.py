@@ -207,11 +207,12 @@ class MQAR(Task):
 
     def trivial_predictions(self, data: TaskData, split: str) -> dict[str, torch.Tensor]:
         """Guesses among the context's values that ignore which key is queried (see the
-        module docstring); rows follow the layout of :func:`generate_mqar`."""
+        module docstring); rows follow the layout of :func:`generate_mqar`.  Rows too
+        short for it (``T < 4 * N``: the context and a query slot per pair) get none."""
         _, N = self.split_shape(split)
         x, y = data.inputs, data.targets
         n, T = x.shape
-        if n == 0 or T < 2 * N:
+        if n == 0 or T < 4 * N:
             return {}
         keys, values = x[:, 0 : 2 * N : 2], x[:, 1 : 2 * N : 2]
         rows = torch.arange(n).view(-1, 1)

@@ -8,9 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tasks import IGNORE, TaskConfigError, make_task
-from tasks.base import TaskData
+from tasks.base import TaskData, split_generator
 from tasks.files import TaskFileError
 from tasks.flipflop import ALPHABET, ONE, R, W, ZERO, flipflop_from_strings, generate_flipflop
+
+from _task_util import data_digest
 
 
 def reference_targets(x: torch.Tensor) -> torch.Tensor:
@@ -61,6 +63,17 @@ def test_splits_use_their_p_i():
         assert abs(float((x == 2).double().mean()) - p) < 0.02, split
 
 
+def test_each_split_is_drawn_from_its_own_stream():
+    """Split s at seed k is FFL(p_i of s) drawn from split_generator("flipflop", s, k), so a
+    stored run's test split can be regenerated; n defaults to the split's size, seed to 0."""
+    task = make_task("flipflop", {"seq_len": 8, "n_train": 5, "n_val": 3, "n_test": 4})
+    for split in task.splits:
+        n = {"train": 5, "val": 3}.get(split, 4)
+        p_i = {"sparse": 0.98, "dense": 0.1}.get(split, 0.8)
+        expect = generate_flipflop(split_generator("flipflop", split, 0), n, 8, p_i)
+        assert data_digest(task.generate(split)) == data_digest(expect), split
+
+
 def test_paper_preset():
     task = make_task("flipflop", preset="paper")
     assert task.config.seq_len == 512 and task.config.p_i == 0.8
@@ -91,6 +104,35 @@ def test_score_by_hand():
     assert s["sequence_accuracy"] == pytest.approx(0.5)
 
 
+def test_score_with_nothing_scored_is_nan():
+    """No read to score: every metric is NaN (skipped by the floor), not a division by zero;
+    one read is enough to score."""
+    task = make_task("flipflop", preset="quick")
+    preds = torch.full((2, 6), ZERO)
+    s = task.score(preds, torch.full((2, 6), IGNORE), "in_dist")
+    assert set(s) == {"accuracy", "glitch_rate", "sequence_accuracy"} and all(v != v for v in s.values()), s
+    targets = torch.full((1, 6), IGNORE)
+    targets[0, 4] = ONE
+    s = task.score(preds[:1], targets, "in_dist")
+    assert s == {"accuracy": 0.0, "glitch_rate": 1.0, "sequence_accuracy": 0.0}, s
+
+
+@pytest.mark.parametrize("read_bits, majority", [
+    ("1110", ONE), ("0001", ZERO), ("11000", ZERO), ("1100", ZERO),   # a tie goes to 0
+])
+def test_majority_bit_is_the_more_frequent_read_bit(read_bits, majority):
+    """One row per read (``w<b>r<b>``): majority_bit predicts the bit most reads expect, everywhere."""
+    task = make_task("flipflop", {"seq_len": 4})
+    data = flipflop_from_strings([f"w{b}r{b}" for b in read_bits])
+    pred = task.trivial_predictions(data, "in_dist")["majority_bit"]
+    assert (pred == majority).all(), f"{read_bits}: expected {ALPHABET[majority]!r} at every position, got {pred.tolist()}"
+
+
+def test_no_strategies_without_reads():
+    task = make_task("flipflop", {"seq_len": 4})
+    assert task.trivial_predictions(flipflop_from_strings(["w1i0", "i0w1"]), "in_dist") == {}
+
+
 def test_strings_round_trip_through_jsonl(tmp_path):
     task = make_task("flipflop", {"seq_len": 32})
     data = task.generate("sparse", n=20, seed=4)
@@ -102,6 +144,16 @@ def test_strings_round_trip_through_jsonl(tmp_path):
     # render gives the prompt up to the last read and the bit that follows it
     ex = task.render(loaded)[0]
     assert ex.prompt.endswith("r") and ex.answer in "01" and strings[0].startswith(ex.prompt + ex.answer)
+    # the default split is in_dist (the published "val" split)
+    assert torch.equal(task.load(path).inputs, data.inputs)
+
+
+def test_load_errors_name_the_file(tmp_path):
+    path = tmp_path / "ffl.jsonl"
+    path.write_text(json.dumps({"text": "w1r1"}) + "\n" + json.dumps({"text": "w1rx"}) + "\n")
+    with pytest.raises(TaskFileError) as e:
+        make_task("flipflop", {"seq_len": 4}).load(path)
+    assert str(e.value).startswith(f"{path}: sequence 1 is not in the flip-flop format"), str(e.value)
 
 
 def test_published_format_by_hand():
@@ -109,6 +161,9 @@ def test_published_format_by_hand():
     assert data.inputs[0].tolist() == [0, 4, 2, 3, 1, 4, 0, 3, 1, 3]
     assert data.targets[0].tolist() == [IGNORE] * 4 + [ONE, IGNORE, IGNORE, IGNORE, ZERO, IGNORE]
     assert data.targets[1].tolist() == [IGNORE, IGNORE, ZERO] + [IGNORE] * 5 + [ZERO, IGNORE]
+    # the shortest sequence is one pair
+    data = flipflop_from_strings(["w1", "i0"])
+    assert data.inputs.tolist() == [[0, 4], [2, 3]] and (data.targets == IGNORE).all()
 
 
 @pytest.mark.parametrize("strings, problem", [
@@ -117,11 +172,33 @@ def test_published_format_by_hand():
     (["w1x1"], "not in the flip-flop format"),
     (["1wr1"], "not in the flip-flop format"),
     (["w1r\u00e9"], "characters"),
+    ([""], "even length >= 2"),
     ([], "no flip-flop sequences"),
 ])
 def test_bad_strings_are_rejected(strings, problem):
     with pytest.raises(TaskFileError, match=problem):
         flipflop_from_strings(strings)
+
+
+@pytest.mark.parametrize("bad", [
+    "w1x1",                 # an instruction that is no instruction
+    "w11r",                 # a bit where an instruction goes
+    "w1rr",                 # an instruction where a bit goes
+    "w1r9",                 # a bit that is no bit
+    "w1" * 30 + "rw",       # long: the message quotes its first 40 characters
+])
+def test_rejection_names_the_bad_sequence(bad):
+    good = "w0" + "r0" * (len(bad) // 2 - 1)
+    with pytest.raises(TaskFileError) as e:
+        flipflop_from_strings([good, bad, good])
+    msg = str(e.value)
+    assert msg.startswith("strings: sequence 1 is not in the flip-flop format") and msg.endswith(repr(bad[:40])), msg
+
+
+def test_length_mismatch_lists_the_five_smallest_lengths():
+    with pytest.raises(TaskFileError) as e:
+        flipflop_from_strings(["w1" * k for k in range(7, 0, -1)])
+    assert str(e.value).endswith("found lengths [2, 4, 6, 8, 10]"), str(e.value)
 
 
 def test_parquet_round_trip(tmp_path):

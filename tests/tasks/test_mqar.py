@@ -7,8 +7,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks import IGNORE, TaskConfigError, make_task
+from tasks import IGNORE, TaskConfigError, TaskData, make_task
+from tasks.base import split_generator, strategy_generator
+from tasks.files import TaskFileError, save_tensor_file
 from tasks.mqar import generate_mqar
+
+from _task_util import data_digest
 
 
 def check_mqar(data, V: int, N: int) -> None:
@@ -47,6 +51,31 @@ def test_every_query_targets_its_value(V, N, extra, seed, noise):
         assert (data.inputs[:, 2 * N:][unwritten] == 0).all()
 
 
+def test_keys_values_and_filler_cover_their_ranges():
+    """Keys come from all of [1, V/2), values from all of [V/2, V), filler from the whole vocabulary."""
+    V, T, N = 16, 8, 2           # context 0..3, queries at 4 and 6, filler at 5 and 7
+    data = generate_mqar(torch.Generator().manual_seed(0), 2000, V, T, N)
+    x = data.inputs
+    assert set(x[:, 0:4:2].unique().tolist()) == set(range(1, 8)), "keys"
+    assert set(x[:, 1:4:2].unique().tolist()) == set(range(8, 16)), "values"
+    assert set(x[:, 5::2].unique().tolist()) == set(range(16)), "filler"
+
+
+@pytest.mark.parametrize("T", [8, 9])
+def test_queries_sit_at_the_even_offsets_after_the_context(T):
+    """2 pairs: context 0..3, (T - 4) // 2 = 2 query slots at 4 and 6, none at the odd tail."""
+    data = generate_mqar(torch.Generator().manual_seed(0), 500, 64, T, 2)
+    scored = (data.targets != IGNORE).nonzero()[:, 1].view(500, 2)
+    assert (scored == torch.tensor([4, 6])).all(), scored.unique().tolist()
+
+
+def test_defaults_are_zoologys():
+    """Without the last two arguments: a = 0.01 and random filler."""
+    a = generate_mqar(torch.Generator().manual_seed(3), 64, 256, 64, 4)
+    b = generate_mqar(torch.Generator().manual_seed(3), 64, 256, 64, 4, 0.01, True)
+    assert data_digest(a) == data_digest(b)
+
+
 def test_query_gaps_follow_the_power_law():
     """The first query's gap is distributed as p(i) ~ i^(a-1) over the (T - 2N)/2 slots."""
     V, T, N, a = 8192, 64, 1, 0.01
@@ -78,6 +107,29 @@ def test_gaps_are_sequential_draws_without_replacement():
     expect = p[:, None] * p[None, :] / (1 - p[:, None])
     expect.fill_diagonal_(0)
     assert torch.allclose(joint, expect, atol=0.01)
+
+
+@pytest.mark.parametrize("params", [{}, {"random_non_queries": False, "power_a": 0.5}])
+def test_each_split_is_drawn_from_its_own_stream(params):
+    """Split s at seed k is generate_mqar at that split's (seq_len, num_pairs) and the config's
+    gap law and filler, drawn from split_generator("mqar", s, k); n defaults to the split's
+    size, seed to 0."""
+    task = make_task("mqar", {"vocab_size": 64, "seq_len": 16, "num_pairs": 2,
+                              "n_train": 5, "n_val": 3, "n_test": 4, **params})
+    a, noise = params.get("power_a", 0.01), params.get("random_non_queries", True)
+    for split in task.splits:
+        T, N = {"ood_pairs": (16, 4), "ood_len": (32, 2)}.get(split, (16, 2))
+        n = {"train": 5, "val": 3}.get(split, 4)
+        expect = generate_mqar(split_generator("mqar", split, 0), n, 64, T, N, a, noise)
+        assert data_digest(task.generate(split)) == data_digest(expect), split
+
+
+def test_smallest_feasible_setting():
+    """The smallest setting the checks allow (vocab_size 5, seq_len 4, one pair): key 1, a value
+    in [2, 5), one query."""
+    task = make_task("mqar", {"vocab_size": 5, "seq_len": 4, "num_pairs": 1})
+    assert (task.config.ood_num_pairs, task.config.ood_seq_len) == (1, 4)
+    check_mqar(task.generate("test", n=8), 5, 1)
 
 
 def test_paper_grid_presets():
@@ -129,6 +181,17 @@ def test_rejected_settings(params, constraint):
         make_task("mqar", params)
 
 
+@pytest.mark.parametrize("params, tail", [
+    ({"seq_len": 64, "num_pairs": 17}, "queries); got seq_len=64, num_pairs=17"),
+    ({"seq_len": 64, "num_pairs": 4, "ood_num_pairs": 17},
+     "queries) (for the ood_num_pairs split setting); got seq_len=64, num_pairs=17"),
+])
+def test_only_ood_errors_name_a_split_setting(params, tail):
+    with pytest.raises(TaskConfigError) as e:
+        make_task("mqar", params)
+    assert str(e.value).endswith(tail), str(e.value)
+
+
 def test_score_by_hand():
     task = make_task("mqar", preset="quick")
     targets = torch.full((2, 8), IGNORE)
@@ -138,3 +201,72 @@ def test_score_by_hand():
     assert task.score(preds, targets, "test")["accuracy"] == pytest.approx(2 / 3)
     assert task.chance == pytest.approx(1 / 128)
     assert math.isnan(task.score(preds, torch.full((2, 8), IGNORE), "test")["accuracy"])
+
+
+def test_strategies_follow_the_splits_pair_count():
+    """On ood_pairs the context holds ood_num_pairs pairs: recent_value is the last of them."""
+    task = make_task("mqar", preset="quick")
+    N = task.config.ood_num_pairs
+    assert N > task.config.num_pairs
+    data = task.generate("ood_pairs", n=16, seed=0)
+    recent = task.trivial_predictions(data, "ood_pairs")["recent_value"]
+    assert torch.equal(recent, data.inputs[:, 2 * N - 1 : 2 * N].expand_as(recent)), "not the last pair's value"
+
+
+def test_context_value_picks_a_context_value_uniformly():
+    """Each guess is one of the row's N values, each about 1/N of the time, drawn from the
+    strategy's own generator (seeded by task, strategy name and data)."""
+    task = make_task("mqar", preset="quick")
+    N = task.config.num_pairs
+    data = task.generate("test", n=256, seed=0)
+    guess = task.trivial_predictions(data, "test")["context_value"]
+    values = data.inputs[:, 1 : 2 * N : 2]
+    hit = guess[:, :, None] == values[:, None, :]           # [n, T, N]; values are distinct in a row
+    assert (hit.sum(dim=2) == 1).all(), "a guess that is not one of the row's values"
+    pair = hit.int().argmax(dim=2)
+    freq = torch.bincount(pair.view(-1), minlength=N).double() / pair.numel()
+    assert torch.allclose(freq, torch.full((N,), 1 / N, dtype=torch.float64), atol=0.01), freq
+    g = strategy_generator("mqar", data, "context_value")
+    assert torch.equal(pair, torch.randint(0, N, pair.shape, generator=g)), "not the strategy's own draws"
+
+
+@pytest.mark.parametrize("n, T, declared", [
+    (1, 32, True),
+    (0, 32, False),
+    (3, 16, True),          # T = 4N: the shortest layout
+    (3, 15, False),         # too short for a query slot per pair
+    (3, 10, False),
+    (3, 8, False),          # the context alone
+    (3, 7, False),
+])
+def test_strategies_need_the_mqar_layout(n, T, declared):
+    """Rows too short for N pairs and a query slot each (T < 4N), or no rows, get no strategies."""
+    task = make_task("mqar", {"vocab_size": 64, "seq_len": 32, "num_pairs": 4})
+    if T >= 16:
+        data = generate_mqar(torch.Generator().manual_seed(0), n, 64, T, 4)
+    else:
+        data = TaskData(torch.randint(32, 64, (n, T)), torch.full((n, T), IGNORE))
+    preds = task.trivial_predictions(data, "test")
+    expect = {"context_value", "recent_value", "value_by_position"} if declared else set()
+    assert set(preds) == expect, f"n={n}, T={T}: {sorted(preds)}"
+
+
+def test_load_rejects_out_of_range_tokens_naming_the_file(tmp_path):
+    x = torch.tensor([[1, 40, 2, 50, 1, 2, 9, 9]])
+    y = torch.full_like(x, IGNORE)
+    y[0, 4], y[0, 5] = 40, 50
+    path = save_tensor_file(tmp_path / "mqar.npz", TaskData(x, y))
+    task = make_task("mqar", {"vocab_size": 64, "seq_len": 8, "num_pairs": 2})
+    assert torch.equal(task.load(path).inputs, x)
+    with pytest.raises(TaskFileError) as e:
+        make_task("mqar", {"vocab_size": 32, "seq_len": 8, "num_pairs": 2}).load(path)
+    assert str(e.value).startswith(f"{path}: `inputs` holds token ids outside [0, 32)"), str(e.value)
+
+
+def test_render_by_hand():
+    """Prompt: the tokens up to and including the first query key; answer: its value."""
+    x = torch.tensor([[5, 130, 7, 140, 9, 7, 3, 5], [5, 130, 7, 140, 5, 1, 7, 2]])
+    y = torch.full_like(x, IGNORE)
+    y[0, 5], y[0, 7], y[1, 4], y[1, 6] = 140, 130, 130, 140
+    out = make_task("mqar", preset="quick").render(TaskData(x, y))
+    assert [(e.prompt, e.answer) for e in out] == [("5 130 7 140 9 7", "140"), ("5 130 7 140 5", "130")]
