@@ -111,3 +111,21 @@ def test_mix_hash_is_fixed_and_in_range():
     assert not torch.equal(h, mix_hash(x, salt=1))
     # pinned values: changing the hash would silently move multiplication's test set
     assert mix_hash(torch.tensor([0, 1, 12345678])).tolist() == [637115836, 457472273, 967509408]
+
+
+def exact_mix_hash(x: int, salt: int) -> int:
+    """The hash in Python's unbounded integers: the salt added mod the prime, then three
+    modular multiply-add rounds, each followed by an xor-shift."""
+    P = 2_147_483_629
+    h = (x + salt) % P
+    for a, b in ((1_103_515_245, 12_345), (69_069, 1), (1_664_525, 1_013_904_223)):
+        h = (h * a + b) % P
+        h ^= h >> 13
+    return h
+
+
+@pytest.mark.parametrize("salt", [0, 1, 97, 2**40 + 3, 2**63 - 1])
+def test_mix_hash_is_exact_for_every_salt_and_never_overflows(salt):
+    xs = [0, 1, 12345678, 2_147_483_628, 2_147_483_629, 10**12 + 7, 2**62, 2**63 - 1]
+    got = mix_hash(torch.tensor(xs), salt=salt).tolist()
+    assert got == [exact_mix_hash(x, salt) for x in xs], salt
