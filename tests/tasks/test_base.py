@@ -9,8 +9,8 @@ import math
 import pytest
 import torch
 
-from tasks import IGNORE, Task, TaskData
-from tasks.base import masked_accuracy, split_generator, strategy_generator
+from tasks import IGNORE, Task, TaskConfig, TaskData
+from tasks.base import LengthOODConfig, LengthOODSplits, masked_accuracy, split_generator, strategy_generator
 
 
 class Probe(Task):
@@ -19,8 +19,8 @@ class Probe(Task):
 
     name = "probe"
 
-    def __init__(self, strategies: dict[str, torch.Tensor]) -> None:
-        super().__init__(Task.Config())
+    def __init__(self, strategies: dict[str, torch.Tensor], config: TaskConfig | None = None) -> None:
+        super().__init__(config or Task.Config())
         self.strategies = strategies
         self.calls: list[tuple[str, str]] = []
 
@@ -102,3 +102,43 @@ def test_strategy_generator_is_seeded_by_task_strategy_and_data():
     reshaped = TaskData(x.reshape(3, 2), y.reshape(3, 2))
     assert (strategy_generator("mqar", reshaped, "context_value").initial_seed()
             != strategy_generator("mqar", data, "context_value").initial_seed()), "the shape must count"
+
+
+@pytest.mark.parametrize("inputs, targets, shapes", [
+    (torch.zeros(2, 3), torch.zeros(2, 2), "(2, 3) and (2, 2)"),
+    (torch.zeros(3), torch.zeros(3), "(3,) and (3,)"),
+    (torch.zeros(1, 2, 3), torch.zeros(1, 2, 3), "(1, 2, 3) and (1, 2, 3)"),
+])
+def test_task_data_must_be_two_matching_n_by_t_tensors(inputs, targets, shapes):
+    with pytest.raises(ValueError) as err:
+        TaskData(inputs.long(), targets.long())
+    assert str(err.value) == f"inputs and targets must both be [n, T]; got {shapes}", str(err.value)
+    assert len(TaskData(torch.zeros(5, 1, dtype=torch.long), torch.zeros(5, 1, dtype=torch.long))) == 5
+
+
+def test_task_refuses_another_tasks_config():
+    from tasks.state_tracking import StateTracking
+
+    with pytest.raises(TypeError) as err:
+        StateTracking(Task.Config())
+    assert str(err.value) == "state_tracking needs a StateTrackingConfig, got TaskConfig", str(err.value)
+
+
+def test_split_sizes_and_unknown_splits():
+    task = Probe({}, TaskConfig(n_train=7, n_val=5, n_test=3))
+    assert [task.split_size(s) for s in ("train", "val", "test", "ood_len")] == [7, 5, 3, 3]
+    task.check_split("val")                                # a known split passes
+    with pytest.raises(ValueError) as err:
+        task.check_split("ood_len")
+    assert str(err.value) == "probe has no split 'ood_len'; its splits are train, val, test", str(err.value)
+
+
+def test_length_ood_splits():
+    class Lengths(LengthOODSplits, Task):
+        name = "lengths"
+        Config = LengthOODConfig
+
+    task = Lengths(LengthOODConfig(seq_len=5))
+    assert task.splits == ("train", "val", "test", "ood_len")
+    assert [task.split_len(s) for s in task.splits] == [5, 5, 5, 10], "ood_len defaults to twice seq_len"
+    assert Lengths(LengthOODConfig(seq_len=5, ood_seq_len=7)).split_len("ood_len") == 7

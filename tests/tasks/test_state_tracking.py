@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tasks import TaskConfigError, TaskData, make_task
+from tasks.base import split_generator
 from tasks.state_tracking import group_elements, multiplication_table, running_products
 
 GROUPS = ["Z60", "S3", "A4", "S4", "A5", "S5"]
@@ -154,3 +155,18 @@ def test_strategies_on_a_single_position():
     task = make_task("state_tracking", {"group": "S3", "seq_len": 1})
     data = TaskData(torch.tensor([[4]]), torch.tensor([[4]]))
     assert task.no_skill(data, "test") == {"chance": 1 / 6, "copy_input": 1.0, "most_frequent_state": 1.0}
+
+
+def test_inputs_are_uniform_draws_from_the_splits_own_stream():
+    """Each split's elements are i.i.d. uniform over the whole group, drawn from the stream
+    seeded by (task, split, seed), with seed 0 by default: the same data in every version."""
+    task = make_task("state_tracking", {"group": "S3", "seq_len": 4, "n_train": 7, "n_val": 5, "n_test": 3})
+    for split, n in [("train", 7), ("val", 5), ("test", 3), ("ood_len", 3)]:
+        data = task.generate(split)
+        T = task.split_len(split)
+        expected = torch.randint(0, 6, (n, T), generator=split_generator("state_tracking", split, 0))
+        assert torch.equal(data.inputs, expected), split
+        assert torch.equal(data.targets, running_products(expected, multiplication_table("S3"))), split
+    x = task.generate("train", n=3000, seed=1).inputs
+    counts = torch.bincount(x.flatten(), minlength=6).double()
+    assert (counts / counts.mean() - 1).abs().max() < 0.1, counts    # the identity (token 0) too
