@@ -1,13 +1,15 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks import TaskConfigError, make_task
+from tasks import TaskConfigError, TaskData, make_task
+from tasks.base import split_generator
 from tasks.state_tracking import group_elements, multiplication_table, running_products
 
 GROUPS = ["Z60", "S3", "A4", "S4", "A5", "S5"]
@@ -110,3 +112,61 @@ def test_score_by_hand():
 def test_rejected_settings(params, constraint):
     with pytest.raises(TaskConfigError, match=constraint):
         make_task("state_tracking", params)
+
+
+# S3 in token order: 0 012, 1 021, 2 102, 3 120, 4 201, 5 210 (one-line notation)
+@pytest.mark.parametrize("group, x, y, prompt, answer", [
+    ("Z60", [5, 55, 7], [5, 0, 7], "Product (sum mod 60) of: 5 55 7 =", "7"),
+    # 021 then 120, the rightmost acting first: i -> 021[120[i]] gives 210
+    ("S3", [1, 3], [1, 5], "Product (composition of permutations in one-line notation, "
+                           "the rightmost acting first) of: 021 120 =", "210"),
+])
+def test_render_by_hand(group, x, y, prompt, answer):
+    task = make_task("state_tracking", {"group": group, "seq_len": len(x)})
+    x, y = torch.tensor([x]), torch.tensor([y])
+    assert torch.equal(running_products(x, multiplication_table(group)), y)
+    [ex] = task.render(TaskData(x, y))
+    assert (ex.prompt, ex.answer) == (prompt, answer)
+
+
+def test_score_reports_every_length_and_the_last_position():
+    # seq_len 4: lengths are reported in steps of 4 // 4 = 1
+    task = make_task("state_tracking", {"group": "S3", "seq_len": 4})
+    y = task.generate("test", n=4, seed=0).targets
+    preds = y.clone()
+    preds[:, -1] = (y[:, -1] + 1) % 6       # every row wrong at the last position
+    preds[:2, 0] = (y[:2, 0] + 1) % 6       # half the rows wrong at the first
+    s = task.score(preds, y, "test")
+    assert s == {"accuracy": 1 - 6 / 16, "last_accuracy": 0.0, "accuracy/len=1": 0.5,
+                 "accuracy/len=2": 1.0, "accuracy/len=3": 1.0, "accuracy/len=4": 0.0}, s
+
+
+def test_score_of_length_one_and_of_empty_splits():
+    task = make_task("state_tracking", {"group": "S3", "seq_len": 1})
+    y = task.generate("test", n=3, seed=0).targets
+    assert task.score(y.clone(), y, "test") == {"accuracy": 1.0, "last_accuracy": 1.0, "accuracy/len=1": 1.0}
+    for shape in [(0, 1), (0, 4), (3, 0)]:
+        empty = torch.zeros(shape, dtype=torch.long)
+        s = task.score(empty, empty, "test")
+        assert set(s) == {"accuracy", "last_accuracy"} and all(math.isnan(v) for v in s.values()), (shape, s)
+
+
+def test_strategies_on_a_single_position():
+    task = make_task("state_tracking", {"group": "S3", "seq_len": 1})
+    data = TaskData(torch.tensor([[4]]), torch.tensor([[4]]))
+    assert task.no_skill(data, "test") == {"chance": 1 / 6, "copy_input": 1.0, "most_frequent_state": 1.0}
+
+
+def test_inputs_are_uniform_draws_from_the_splits_own_stream():
+    """Each split's elements are i.i.d. uniform over the whole group, drawn from the stream
+    seeded by (task, split, seed), with seed 0 by default: the same data in every version."""
+    task = make_task("state_tracking", {"group": "S3", "seq_len": 4, "n_train": 7, "n_val": 5, "n_test": 3})
+    for split, n in [("train", 7), ("val", 5), ("test", 3), ("ood_len", 3)]:
+        data = task.generate(split)
+        T = task.split_len(split)
+        expected = torch.randint(0, 6, (n, T), generator=split_generator("state_tracking", split, 0))
+        assert torch.equal(data.inputs, expected), split
+        assert torch.equal(data.targets, running_products(expected, multiplication_table("S3"))), split
+    x = task.generate("train", n=3000, seed=1).inputs
+    counts = torch.bincount(x.flatten(), minlength=6).double()
+    assert (counts / counts.mean() - 1).abs().max() < 0.1, counts    # the identity (token 0) too
