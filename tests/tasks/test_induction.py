@@ -8,9 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tasks import IGNORE, TaskConfigError, TaskData, make_task
-from tasks.base import strategy_generator
+from tasks.base import split_generator, strategy_generator
 from tasks.induction import generate_induction
 from tasks.sampling import uniform_pick
+
+from _task_util import data_digest, row_hashes
 
 
 def check_induction(x: torch.Tensor, y: torch.Tensor, V: int, s: int, R: int) -> None:
@@ -68,6 +70,21 @@ def test_paper_preset_and_ood_len():
     ood = task.generate("ood_len", n=3, seed=0)
     assert ood.inputs.shape == (3, 1024)
     check_induction(ood.inputs, ood.targets, 1024, 64, 1)
+
+
+def test_generate_sizes_seeds_and_streams():
+    """Without n a split has its configured size; the seed defaults to 0; each split is its own
+    stream, split_generator("induction", split, seed)."""
+    task = make_task("induction", {"vocab_size": 16, "seq_len": 12, "segment_len": 3,
+                                   "n_train": 7, "n_val": 5, "n_test": 3})
+    for split, n, T in (("train", 7, 12), ("val", 5, 12), ("test", 3, 12), ("ood_len", 3, 24)):
+        data = task.generate(split)
+        assert len(data) == n, f"{split}: its configured size"
+        expected = generate_induction(split_generator("induction", split, 0), n, 16, T, 3, 1)
+        assert data_digest(data) == data_digest(expected), f"{split}: seed 0 of the split's own stream"
+    same_n = [row_hashes(task.generate(split, n=5, seed=3)) for split in ("train", "val", "test")]
+    assert not (same_n[0] & same_n[1] or same_n[0] & same_n[2] or same_n[1] & same_n[2]), \
+        "splits share no rows even at equal n and seed"
 
 
 def test_score_by_hand():

@@ -8,9 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tasks import IGNORE, TaskConfigError, TaskData, make_task
-from tasks.base import strategy_generator
+from tasks.base import split_generator, strategy_generator
 from tasks.needle import NEEDLE, PAD, QUERY, generate_needle
 from tasks.sampling import uniform_pick
+
+from _task_util import data_digest, row_hashes
 
 BASE = dict(train_len=48, min_len=24, key_vocab=16, value_vocab=16, filler_vocab=32)
 
@@ -115,6 +117,24 @@ def test_grid_covers_lengths_up_to_4L_and_every_depth():
     lengths = [cells[i % len(cells)][0] for i in range(len(data))]
     depths = [cells[i % len(cells)][1] for i in range(len(data))]
     check_rows(task, data, lengths, depths)
+
+
+def test_generate_sizes_seeds_and_streams():
+    """Without n a split has its configured size (grid: n_test); the seed defaults to 0; each
+    split is its own stream, split_generator("needle", split, seed)."""
+    task = make_task("needle", dict(BASE, grid_lengths=(24, 48), grid_depths=(0.0, 1.0),
+                                    n_train=7, n_val=5, n_test=6))
+    for split, n in (("train", 7), ("val", 5), ("test", 6), ("grid", 6)):
+        data = task.generate(split)
+        assert len(data) == n, f"{split}: its configured size"
+        assert data_digest(data) == data_digest(task.generate(split, n=n, seed=0)), f"{split}: seed 0 by default"
+    cells = [task.grid_cells[i % 4] for i in range(6)]
+    expected = generate_needle(split_generator("needle", "grid", 0), torch.tensor([L for L, _ in cells]),
+                               torch.tensor([d for _, d in cells], dtype=torch.float64), 48, task.config)
+    assert data_digest(task.generate("grid")) == data_digest(expected), "the grid split's own stream"
+    same_n = [row_hashes(task.generate(split, n=5, seed=3)) for split in ("train", "val", "test")]
+    assert not (same_n[0] & same_n[1] or same_n[0] & same_n[2] or same_n[1] & same_n[2]), \
+        "splits share no rows even at equal n and seed"
 
 
 def test_grid_scores_per_cell():
