@@ -106,6 +106,31 @@ def test_train_lengths_and_depths_vary():
     assert int(starts.min()) == 0 and int(starts.max()) > 30
 
 
+def test_keys_cover_the_key_vocab_and_distractors_sit_uniformly():
+    task = make_task("needle", dict(BASE, num_keys=3))
+    data = task.generate("train", n=400, seed=0)
+    keys, fractions = set(), []
+    for x, y in zip(data.inputs.tolist(), data.targets.tolist()):
+        _, _, needles, qkey, _, filler_before, F = parse_row(task, x, y)
+        keys |= {k for _, k, _ in needles}
+        fractions += [filler_before[k] / F for _, k, _ in needles if k != qkey]
+    assert keys == set(range(3, 3 + 16)), "every key token is used"
+    mean = sum(fractions) / len(fractions)
+    assert abs(mean - 0.5) < 0.05 and min(fractions) == 0 and max(fractions) == 1, \
+        f"distractor depths are uniform over the haystack (mean {mean:.3f})"
+
+
+def test_generation_ignores_the_global_rng():
+    task = make_task("needle", dict(BASE, num_keys=4, min_len=24, train_len=24, grid_lengths=(24,)))  # ties
+    torch.manual_seed(0)
+    a = task.generate("test", n=64, seed=1)
+    torch.manual_seed(1)
+    state = torch.get_rng_state()
+    b = task.generate("test", n=64, seed=1)
+    assert torch.equal(torch.get_rng_state(), state), "the global RNG was drawn from"
+    assert data_digest(a) == data_digest(b), "the data depends on the global RNG"
+
+
 def test_grid_covers_lengths_up_to_4L_and_every_depth():
     task = make_task("needle", BASE)
     c = task.config
