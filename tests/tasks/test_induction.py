@@ -1,12 +1,18 @@
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks import IGNORE, TaskConfigError, make_task
+from tasks import IGNORE, TaskConfigError, TaskData, make_task
+from tasks.base import split_generator, strategy_generator
 from tasks.induction import generate_induction
+from tasks.sampling import uniform_pick
+
+from _task_util import data_digest, row_hashes
 
 
 def check_induction(x: torch.Tensor, y: torch.Tensor, V: int, s: int, R: int) -> None:
@@ -66,6 +72,21 @@ def test_paper_preset_and_ood_len():
     check_induction(ood.inputs, ood.targets, 1024, 64, 1)
 
 
+def test_generate_sizes_seeds_and_streams():
+    """Without n a split has its configured size; the seed defaults to 0; each split is its own
+    stream, split_generator("induction", split, seed)."""
+    task = make_task("induction", {"vocab_size": 16, "seq_len": 12, "segment_len": 3,
+                                   "n_train": 7, "n_val": 5, "n_test": 3})
+    for split, n, T in (("train", 7, 12), ("val", 5, 12), ("test", 3, 12), ("ood_len", 3, 24)):
+        data = task.generate(split)
+        assert len(data) == n, f"{split}: its configured size"
+        expected = generate_induction(split_generator("induction", split, 0), n, 16, T, 3, 1)
+        assert data_digest(data) == data_digest(expected), f"{split}: seed 0 of the split's own stream"
+    same_n = [row_hashes(task.generate(split, n=5, seed=3)) for split in ("train", "val", "test")]
+    assert not (same_n[0] & same_n[1] or same_n[0] & same_n[2] or same_n[1] & same_n[2]), \
+        "splits share no rows even at equal n and seed"
+
+
 def test_score_by_hand():
     task = make_task("induction", {"vocab_size": 16, "seq_len": 24, "segment_len": 3, "num_repeats": 2})
     targets = torch.full((1, 24), IGNORE)
@@ -75,6 +96,64 @@ def test_score_by_hand():
     s = task.score(preds, targets, "test")
     assert s == {"accuracy": 0.75, "accuracy/repeat=1": 1.0, "accuracy/repeat=2": 0.5}
     assert task.chance == pytest.approx(1 / 16)
+
+
+@pytest.mark.parametrize("segment_len, num_repeats", [(2, 1), (2, 3), (4, 2)])
+def test_accuracy_per_repeat_only_with_several_repeats(segment_len, num_repeats):
+    task = make_task("induction", {"vocab_size": 16, "seq_len": 24, "segment_len": segment_len,
+                                   "num_repeats": num_repeats})
+    data = task.generate("test", n=1, seed=0)
+    scored = (data.targets[0] != IGNORE).nonzero()[:, 0].tolist()
+    preds = data.targets.clone()
+    preds[0, scored[-(segment_len - 1):]] += 1      # the last copy wrong, the others right
+    s = task.score(preds, data.targets, "test")
+    expected = {"accuracy": pytest.approx((num_repeats - 1) / num_repeats)}
+    if num_repeats > 1:
+        expected.update({f"accuracy/repeat={r}": float(r < num_repeats) for r in range(1, num_repeats + 1)})
+    assert s == expected, "accuracy per copy when the segment is repeated more than once"
+
+
+def test_nothing_scored_scores_nan_and_the_floor_is_chance():
+    task = make_task("induction", {"vocab_size": 16, "seq_len": 24, "segment_len": 3, "num_repeats": 2})
+    data = task.generate("test", n=4, seed=0)
+    empty = TaskData(data.inputs, torch.full_like(data.targets, IGNORE))
+    s = task.score(data.inputs, empty.targets, "test")
+    assert set(s) == {"accuracy"} and math.isnan(s["accuracy"]), "0 of 0 scored is NaN, with no per-copy entries"
+    no_skill = task.no_skill(empty, "test")
+    assert set(no_skill) == {"chance", "seen_once", "seen_before"}
+    assert math.isnan(no_skill["seen_once"]) and math.isnan(no_skill["seen_before"])
+    assert task.floor(empty, "test") == (1 / 16, "chance")
+
+
+def test_strategies_guess_uniformly_among_the_tokens_seen():
+    """seen_once: among the tokens seen exactly once so far; seen_before: among all seen so
+    far; never the current token; each drawn with its strategy's own generator."""
+    V = 10
+    task = make_task("induction", {"vocab_size": V, "seq_len": 20, "segment_len": 4, "num_repeats": 2})
+    data = task.generate("test", n=32, seed=0)
+    preds = task.trivial_predictions(data, "test")
+    mask = data.targets != IGNORE
+    once, before = [], []
+    for i, t in mask.nonzero().tolist():
+        seen = data.inputs[i, : t + 1].tolist()
+        cur = seen[-1]
+        once.append([seen.count(v) == 1 and v != cur for v in range(V)])
+        before.append([v in seen and v != cur for v in range(V)])
+    for name, allowed in (("seen_once", once), ("seen_before", before)):
+        expected = uniform_pick(strategy_generator("induction", data, name), torch.tensor(allowed))
+        assert torch.equal(preds[name][mask], expected), name
+
+
+def test_render_by_hand():
+    task = make_task("induction", {"vocab_size": 8, "seq_len": 12, "segment_len": 3, "num_repeats": 2})
+    # segment 5 1 7 with its copies back to back; segment 4 2 3 with filler between the copies
+    x = torch.tensor([[5, 1, 7, 5, 1, 7, 5, 1, 7, 0, 0, 0], [0, 4, 2, 3, 6, 4, 2, 3, 6, 4, 2, 3]])
+    y = torch.full_like(x, IGNORE)
+    y[0, [3, 4, 6, 7]] = torch.tensor([1, 7, 1, 7])
+    y[1, [5, 6, 9, 10]] = torch.tensor([2, 3, 2, 3])
+    check_induction(x, y, 8, 3, 2)
+    out = [(e.prompt, e.answer) for e in task.render(TaskData(x, y))]
+    assert out == [("5 1 7 5", "1 7"), ("0 4 2 3 6 4", "2 3")], "prompt: up to the first scored token; answer: its copy"
 
 
 @pytest.mark.parametrize("params, constraint", [

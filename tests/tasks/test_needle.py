@@ -1,12 +1,18 @@
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks import IGNORE, TaskConfigError, make_task
+from tasks import IGNORE, TaskConfigError, TaskData, make_task
+from tasks.base import split_generator, strategy_generator
 from tasks.needle import NEEDLE, PAD, QUERY, generate_needle
+from tasks.sampling import uniform_pick
+
+from _task_util import data_digest, row_hashes
 
 BASE = dict(train_len=48, min_len=24, key_vocab=16, value_vocab=16, filler_vocab=32)
 
@@ -100,6 +106,31 @@ def test_train_lengths_and_depths_vary():
     assert int(starts.min()) == 0 and int(starts.max()) > 30
 
 
+def test_keys_cover_the_key_vocab_and_distractors_sit_uniformly():
+    task = make_task("needle", dict(BASE, num_keys=3))
+    data = task.generate("train", n=400, seed=0)
+    keys, fractions = set(), []
+    for x, y in zip(data.inputs.tolist(), data.targets.tolist()):
+        _, _, needles, qkey, _, filler_before, F = parse_row(task, x, y)
+        keys |= {k for _, k, _ in needles}
+        fractions += [filler_before[k] / F for _, k, _ in needles if k != qkey]
+    assert keys == set(range(3, 3 + 16)), "every key token is used"
+    mean = sum(fractions) / len(fractions)
+    assert abs(mean - 0.5) < 0.05 and min(fractions) == 0 and max(fractions) == 1, \
+        f"distractor depths are uniform over the haystack (mean {mean:.3f})"
+
+
+def test_generation_ignores_the_global_rng():
+    task = make_task("needle", dict(BASE, num_keys=4, min_len=24, train_len=24, grid_lengths=(24,)))  # ties
+    torch.manual_seed(0)
+    a = task.generate("test", n=64, seed=1)
+    torch.manual_seed(1)
+    state = torch.get_rng_state()
+    b = task.generate("test", n=64, seed=1)
+    assert torch.equal(torch.get_rng_state(), state), "the global RNG was drawn from"
+    assert data_digest(a) == data_digest(b), "the data depends on the global RNG"
+
+
 def test_grid_covers_lengths_up_to_4L_and_every_depth():
     task = make_task("needle", BASE)
     c = task.config
@@ -113,6 +144,24 @@ def test_grid_covers_lengths_up_to_4L_and_every_depth():
     check_rows(task, data, lengths, depths)
 
 
+def test_generate_sizes_seeds_and_streams():
+    """Without n a split has its configured size (grid: n_test); the seed defaults to 0; each
+    split is its own stream, split_generator("needle", split, seed)."""
+    task = make_task("needle", dict(BASE, grid_lengths=(24, 48), grid_depths=(0.0, 1.0),
+                                    n_train=7, n_val=5, n_test=6))
+    for split, n in (("train", 7), ("val", 5), ("test", 6), ("grid", 6)):
+        data = task.generate(split)
+        assert len(data) == n, f"{split}: its configured size"
+        assert data_digest(data) == data_digest(task.generate(split, n=n, seed=0)), f"{split}: seed 0 by default"
+    cells = [task.grid_cells[i % 4] for i in range(6)]
+    expected = generate_needle(split_generator("needle", "grid", 0), torch.tensor([L for L, _ in cells]),
+                               torch.tensor([d for _, d in cells], dtype=torch.float64), 48, task.config)
+    assert data_digest(task.generate("grid")) == data_digest(expected), "the grid split's own stream"
+    same_n = [row_hashes(task.generate(split, n=5, seed=3)) for split in ("train", "val", "test")]
+    assert not (same_n[0] & same_n[1] or same_n[0] & same_n[2] or same_n[1] & same_n[2]), \
+        "splits share no rows even at equal n and seed"
+
+
 def test_grid_scores_per_cell():
     task = make_task("needle", dict(BASE, grid_lengths=(24, 96), grid_depths=(0.0, 0.5)))
     data = task.generate("grid", n=8, seed=0)
@@ -124,7 +173,8 @@ def test_grid_scores_per_cell():
     assert s["accuracy/len=24/depth=0.00"] == 1.0
     assert s["accuracy/len=96/depth=0.50"] == 1.0
     assert s["accuracy/len=24"] == pytest.approx(3 / 4)
-    with pytest.raises(ValueError, match="row order"):
+    with pytest.raises(ValueError, match=r"needle grid predictions must keep the row order generate\('grid'\) "
+                                         r"produced \(row i is cell i mod #cells\)"):
         task.score(preds.flip(0), data.targets.flip(0), "grid")
     assert set(task.score(preds, data.targets, "test")) == {"accuracy"}
 
@@ -140,6 +190,53 @@ def test_multivalue_scores_every_value():
     assert task.chance == pytest.approx(1 / 32)
     ex = task.render(data)[0]
     assert ex.prompt.endswith(task.token_text(data.inputs[0, first[0]].item())) and len(ex.answer.split()) == 4
+
+
+def test_nothing_scored_scores_nan():
+    task = make_task("needle", dict(BASE, num_keys=2))
+    data = task.generate("test", n=3, seed=0)
+    none = torch.full_like(data.targets, IGNORE)
+    assert math.isnan(task.score(data.targets, none, "test")["accuracy"]), "0 of 0 scored is NaN, not an error"
+    assert task.no_skill(TaskData(data.inputs, none), "test") == {"chance": 1 / 16}
+
+
+@pytest.mark.parametrize("num_keys, num_values", [(1, 1), (3, 1), (1, 3), (2, 2)])
+def test_context_value_guesses_uniformly_among_the_values_in_the_row(num_keys, num_values):
+    """Declared only when a row holds more than one value; each guess is drawn, with the
+    strategy's own generator, uniformly from the distinct value tokens of the row."""
+    task = make_task("needle", dict(BASE, num_keys=num_keys, num_values=num_values, value_vocab=4))
+    c = task.config
+    data = task.generate("test", n=48, seed=0)
+    preds = task.trivial_predictions(data, "test")
+    if num_keys * num_values == 1:
+        assert preds == {}, "one needle of one value: its value is the answer, no no-skill rule"
+        return
+    assert set(preds) == {"context_value"}
+    val_lo = 3 + c.key_vocab
+    mask = data.targets != IGNORE
+    allowed = torch.zeros(int(mask.sum()), c.value_vocab, dtype=torch.bool)
+    for k, (i, t) in enumerate(mask.nonzero().tolist()):
+        for tok in set(data.inputs[i].tolist()):
+            if val_lo <= tok < val_lo + c.value_vocab:
+                allowed[k, tok - val_lo] = True
+    expected = uniform_pick(strategy_generator("needle", data, "context_value"), allowed) + val_lo
+    assert torch.equal(preds["context_value"][mask], expected), "a uniform pick among the row's values"
+
+
+def test_token_text_and_render_by_hand():
+    task = make_task("needle", dict(train_len=10, min_len=9, num_values=2, key_vocab=2, value_vocab=3,
+                                    filler_vocab=2, grid_lengths=(9, 10)))
+    # 0 PAD, 1 NEEDLE, 2 QUERY, keys 3-4, values 5-7, filler 8-9
+    assert [task.token_text(t) for t in range(10)] == [
+        "", "| needle:", "| query:", "k0", "k1", "v0", "v1", "v2", "w0", "w1"]
+    x = torch.tensor([[8, NEEDLE, 4, 7, 5, 9, QUERY, 4, 7, 5],
+                      [NEEDLE, 3, 6, 6, 8, QUERY, 3, 6, 6, PAD]])
+    y = torch.full_like(x, IGNORE)
+    y[0, 7:9] = torch.tensor([7, 5])
+    y[1, 6:8] = torch.tensor([6, 6])
+    out = [(e.prompt, e.answer) for e in task.render(TaskData(x, y))]
+    assert out == [("w0 | needle: k1 v2 v0 w1 | query: k1", "v2 v0"),
+                   ("| needle: k0 v1 v1 w0 | query: k0", "v1 v1")]
 
 
 @pytest.mark.parametrize("params, constraint", [
