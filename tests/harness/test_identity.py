@@ -66,3 +66,13 @@ def test_identity_columns_are_the_ids_and_the_model_size():
     cols = identity_columns({"task": dump["task"], "seed": 0})
     assert (cols["d_model"], cols["n_layers"], cols["n_heads"]) == (None, None, None)
     assert cols["task_id"] == task_id_of(dump)
+
+
+def test_flatten_keeps_empty_sections_under_their_own_key():
+    """An empty section (``task.params: {}``) stays a column of its own, named by its full
+    dotted path, so two configs that differ only in having it still flatten differently;
+    only the top level of an empty config flattens to nothing."""
+    assert flatten({}) == {}
+    assert flatten({"params": {}}) == {"params": {}}
+    assert flatten({"task": {"name": "mqar", "params": {}}}) == {"task.name": "mqar", "task.params": {}}
+    assert flatten({"a": {"b": {"c": {}}}, "d": [1, {}]}) == {"a.b.c": {}, "d": [1, {}]}
