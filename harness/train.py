@@ -36,6 +36,13 @@ class Diverged(RuntimeError):
 
 
 @dataclass
+class _Reached:
+    """The last optimizer step a run finished, for the record of a run cut short."""
+
+    step: int = 0
+
+
+@dataclass
 class RunResult:
     run_id: str
     status: str  # done | failed | diverged | interrupted | skipped:<reason>
@@ -163,11 +170,11 @@ def train_run(cfg: RunConfig, store: Store, *, sweep: str | None = None, checkpo
         return RunResult(rid, f"skipped:{reason}")
 
     t0 = time.perf_counter()
-    step = 0
+    reached = _Reached()
     try:
-        result = _train(cfg, rid, store, device, Path(checkpoint_dir), progress, t0)
+        result = _train(cfg, rid, store, device, Path(checkpoint_dir), progress, t0, reached)
     except KeyboardInterrupt:
-        store.finish_run(rid, status="interrupted", step=step, duration_s=time.perf_counter() - t0,
+        store.finish_run(rid, status="interrupted", step=reached.step, duration_s=time.perf_counter() - t0,
                          error="interrupted (Ctrl-C or SIGTERM)")
         raise
     except Diverged as e:
@@ -182,7 +189,7 @@ def train_run(cfg: RunConfig, store: Store, *, sweep: str | None = None, checkpo
 
 
 def _train(cfg: RunConfig, rid: str, store: Store, device: torch.device, ckpt_dir: Path,
-           progress: bool, t0: float) -> RunResult:
+           progress: bool, t0: float, reached: _Reached) -> RunResult:
     task: Task = make_task(cfg.task.name, cfg.task.params)
     autocast = torch.bfloat16 if cfg.dtype == "bfloat16" else None
     train_data = task.generate("train", seed=cfg.seed)
@@ -239,6 +246,7 @@ def _train(cfg: RunConfig, rid: str, store: Store, device: torch.device, ckpt_di
             opt.step()
             sched.step()
             step += 1
+            reached.step = step
             if step % cfg.train.eval_every == 0 or step == steps:
                 val_score = evaluate_curve(step)
                 bar.update(step, loss_value, val_score)

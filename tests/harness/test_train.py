@@ -98,6 +98,32 @@ def test_same_seed_same_numbers(tmp_path):
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+@register_mixer("test-interrupt")
+class InterruptAfter(NaNAfter):
+    """Test mixer: a Ctrl-C arrives during a training forward pass after a few steps."""
+
+    def forward(self, x):
+        if self.training:
+            self.calls += 1
+            if self.calls > self.after:
+                raise KeyboardInterrupt
+        return self.lin(x)
+
+
+@pytest.mark.parametrize("after", [0, 7])
+def test_an_interrupted_run_is_recorded_at_the_last_step_it_finished(db_url, tmp_path, after):
+    """Ctrl-C in step after + 1: the run is stored as interrupted at step ``after`` (it was
+    always 0), and the interrupt still reaches the caller."""
+    cfg = parse_run_config(tiny_run(arch={"name": "test-interrupt", "options": {"after": after}},
+                                    train={"steps": 20, "eval_every": 5}))
+    store = Store(db_url)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(cfg, store, checkpoint_dir=tmp_path, progress=False)
+    row = store.get_run(run_id(cfg))
+    assert (row.status, row.step) == ("interrupted", after)
+    assert "interrupted" in row.error
+
+
 def test_divergence_and_failure_are_recorded_and_the_sweep_goes_on(db_url, tmp_path):
     nan = parse_run_config(tiny_run(arch={"name": "test-nan", "options": {"after": 3}}))
     crash = parse_run_config(tiny_run(arch={"name": "test-crash", "options": {"after": 5}}))
