@@ -5,38 +5,13 @@ device: Triton on CUDA, a chunked torch path on CPU.  Each op's folder also hold
 plain ``reference.py`` used by the tests.  See ``kernels/README.md``.
 """
 
-from kernels.softmax_attention import softmax_attention
+from kernels.deltanet import deltanet
+from kernels.fox import fox_attention
+from kernels.linear_attention import linear_attention
+from kernels.momentum import momentum_attention
+from kernels.path import path_attention
 from kernels.rope import apply_rope
+from kernels.softmax_attention import softmax_attention
 
-__all__ = ["softmax_attention", "apply_rope"]
-
-try:  # ops filled in by the architecture-zoo work; absent ones are simply not exported
-    from kernels.fox import fox_attention  # noqa: F401
-
-    __all__.append("fox_attention")
-except ImportError:  # pragma: no cover
-    pass
-try:
-    from kernels.momentum import momentum_attention  # noqa: F401
-
-    __all__.append("momentum_attention")
-except ImportError:  # pragma: no cover
-    pass
-try:
-    from kernels.linear_attention import linear_attention  # noqa: F401
-
-    __all__.append("linear_attention")
-except ImportError:  # pragma: no cover
-    pass
-try:
-    from kernels.path import path_attention  # noqa: F401
-
-    __all__.append("path_attention")
-except ImportError:  # pragma: no cover
-    pass
-try:
-    from kernels.deltanet import deltanet  # noqa: F401
-
-    __all__.append("deltanet")
-except ImportError:  # pragma: no cover
-    pass
+__all__ = ["softmax_attention", "apply_rope", "fox_attention", "momentum_attention", "linear_attention",
+           "path_attention", "deltanet"]
