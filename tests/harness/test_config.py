@@ -171,7 +171,7 @@ def test_quick_more_joins_the_quick_entries():
 
 # -- every field of a resolved config is part of the run's identity --------------------
 
-# The documented exclusions (harness/identity.py, DESIGN.md "Ranking"): runs of one setting
+# The documented exclusions (harness/identity.py, README "How the leaderboard ranks"): runs of one setting
 # differ only in seed and lr; entries also leave out the task.  Spelled out here, not read
 # from harness.identity, so that a change to the exclusions fails this test.
 NOT_IN_SETTING = {"seed", "optimizer.lr"}
