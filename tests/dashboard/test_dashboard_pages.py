@@ -92,6 +92,18 @@ def db_state(url: str) -> dict:
     return state
 
 
+def test_probe_choice_follows_the_task_registry(small_db, monkeypatch):
+    """A probe registered (here: in-process, as a plugin would) is offered without any runs."""
+    from tasks import get_task_class, registry, task_names
+
+    monkeypatch.setitem(registry._TASKS, "zz_new_probe", get_task_class("mqar"))
+    at = run_app(small_db, monkeypatch)
+    at.switch_page("views/probes.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = [o.split(" (")[0] for o in at.selectbox(key="probe_task").options]
+    assert shown == task_names() and "zz_new_probe" in shown
+
+
 def test_every_page_renders_and_writes_nothing(small_db, monkeypatch):
     before = db_state(small_db)
     at = run_app(small_db, monkeypatch)
