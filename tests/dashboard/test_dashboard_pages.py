@@ -18,7 +18,8 @@ from typer.testing import CliRunner  # noqa: E402
 from harness.cli import app as cli  # noqa: E402
 from harness.store import Run, Store  # noqa: E402
 from tests.conftest import ROOT  # noqa: E402
-from tests.dashboard.seed import make_empty, make_old_schema, seed_database  # noqa: E402
+from harness.store.synthetic import seed_database  # noqa: E402
+from tests.dashboard.seed import make_empty, make_old_schema  # noqa: E402
 
 APP = ROOT / "dashboard" / "app.py"
 TIMEOUT = 300  # seconds per script run: generous, for loaded CI machines
