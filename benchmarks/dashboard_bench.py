@@ -129,7 +129,7 @@ def main() -> None:
     from sqlalchemy import func, select
 
     from harness.store import Metric, Run, Store
-    from tests.dashboard.seed import seed_database
+    from harness.store.synthetic import seed_database
 
     path = Path(args.db) if args.db else Path(tempfile.mkdtemp(prefix="archbench-bench-")) / "results.db"
     url = f"sqlite:///{path}"

@@ -22,7 +22,6 @@ from harness.store import resolve_url
 TTL = 10  # seconds a query result is reused
 
 QUICK = "archbench suite quick"
-PROBES = ["mqar", "flipflop", "needle", "multiplication", "modular_addition", "state_tracking", "induction"]
 
 # a highlight that reads on light and dark backgrounds alike: translucent, plus bold
 HIGHLIGHT = "background-color: rgba(60, 170, 90, 0.28); font-weight: 700"

@@ -153,6 +153,13 @@ def status_counts(store: Store) -> dict[str, int]:
 
 # -- probes -----------------------------------------------------------------------------
 
+def probe_names() -> list[str]:
+    """The registered probes (built-in, entry points, plugins imported in this process), sorted."""
+    from tasks import task_names  # here, not at the top: tasks imports torch, which other pages never need
+
+    return task_names()
+
+
 def task_run_counts(store: Store) -> dict[str, int]:
     """Finished runs per task."""
     q = select(Run.task, func.count()).where(Run.status == "done").group_by(Run.task)

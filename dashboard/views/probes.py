@@ -11,13 +11,14 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import common
-from harness.queries import varying_knobs
+from harness.queries import probe_names, varying_knobs
 
 url = common.db_url()
 st.title("Probes")
 
 counts = common.task_run_counts(url)
-options = common.PROBES + sorted(t for t in counts if t not in common.PROBES)
+registered = probe_names()
+options = registered + sorted(t for t in counts if t not in registered)  # runs of unregistered tasks
 task = st.selectbox("Probe", options, key="probe_task",
                     format_func=lambda t: f"{t} ({counts.get(t, 0)} finished runs)")
 

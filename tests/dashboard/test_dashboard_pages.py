@@ -18,7 +18,8 @@ from typer.testing import CliRunner  # noqa: E402
 from harness.cli import app as cli  # noqa: E402
 from harness.store import Run, Store  # noqa: E402
 from tests.conftest import ROOT  # noqa: E402
-from tests.dashboard.seed import make_empty, make_old_schema, seed_database  # noqa: E402
+from harness.store.synthetic import seed_database  # noqa: E402
+from tests.dashboard.seed import make_empty, make_old_schema  # noqa: E402
 
 APP = ROOT / "dashboard" / "app.py"
 TIMEOUT = 300  # seconds per script run: generous, for loaded CI machines
@@ -90,6 +91,18 @@ def db_state(url: str) -> dict:
     finally:
         con.close()
     return state
+
+
+def test_probe_choice_follows_the_task_registry(small_db, monkeypatch):
+    """A probe registered (here: in-process, as a plugin would) is offered without any runs."""
+    from tasks import get_task_class, registry, task_names
+
+    monkeypatch.setitem(registry._TASKS, "zz_new_probe", get_task_class("mqar"))
+    at = run_app(small_db, monkeypatch)
+    at.switch_page("views/probes.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = [o.split(" (")[0] for o in at.selectbox(key="probe_task").options]
+    assert shown == task_names() and "zz_new_probe" in shown
 
 
 def test_every_page_renders_and_writes_nothing(small_db, monkeypatch):

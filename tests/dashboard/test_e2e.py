@@ -156,7 +156,7 @@ def test_dashboard_serves_the_leaderboard(tmp_path, cli_env):
 
     from harness.queries import scoped_leaderboard
     from harness.store import Store
-    from tests.dashboard.seed import seed_database
+    from harness.store.synthetic import seed_database
 
     t0 = time.monotonic()
     url = os.environ.get("ARCHBENCH_SCREENSHOT_DB")

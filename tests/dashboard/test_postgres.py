@@ -107,7 +107,7 @@ def pg_url(postgres_url):
 
 @pytest.fixture(scope="module")
 def seeded(pg_url):
-    from tests.dashboard.seed import seed_database
+    from harness.store.synthetic import seed_database
 
     seed_database(pg_url, archs=["transformer", "fox", "path"], lrs=[1e-3, 1e-2], seeds=2, curve_points=3,
                   tasks=["mqar", "needle", "modular_addition"])

@@ -10,7 +10,7 @@ from sqlalchemy.exc import OperationalError
 from harness import queries
 from harness.ranking import choose_lr, prepare, rank
 from harness.store import Run, Store
-from tests.dashboard.seed import seed_database
+from harness.store.synthetic import seed_database
 
 
 @pytest.fixture(scope="module")

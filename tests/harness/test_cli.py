@@ -287,7 +287,7 @@ def two_sweeps(tmp_path):
     from sqlalchemy import update
 
     from harness.store import Run, Store
-    from tests.dashboard.seed import seed_database
+    from harness.store.synthetic import seed_database
 
     url = f"sqlite:///{tmp_path / 'two.db'}"
     seed_database(url, archs=["transformer", "fox", "path"], sizes=[(32, 2, 2), (64, 2, 2)], lrs=[1e-3],
