@@ -203,6 +203,19 @@ def test_hourglass_is_wide_narrow_wide():
     assert isinstance(block, Hourglass) and block.down.out_features == narrow
 
 
+@pytest.mark.parametrize("init_std", [0.2, 0.002])
+def test_hourglass_follows_init_std(init_std):
+    """Every hourglass weight is drawn at arch.init_std, the output side at init_std / sqrt(2 n_layers)."""
+    torch.manual_seed(0)
+    mlp = LM(ArchConfig(d_model=128, n_layers=2, mlp="hourglass", init_std=init_std), 10).blocks[0].mlp
+    out_std = init_std / 2  # sqrt(2 * 2 layers)
+    want = {"inp": init_std, "down": init_std, "up": out_std, "out": out_std}
+    for name, std in want.items():
+        w = getattr(mlp, name).weight
+        assert w.numel() >= 4096, name  # enough draws for a 10% bound to be many standard errors wide
+        assert w.std().item() == pytest.approx(std, rel=0.1), name
+
+
 def _deltanet(**options):
     from models.mixers.gated import DeltaNet
 
