@@ -216,6 +216,29 @@ def test_hourglass_follows_init_std(init_std):
         assert w.std().item() == pytest.approx(std, rel=0.1), name
 
 
+COUNT_CASES = ([(n, m, {}) for n in ZOO for m in ("swiglu", "relu", "none", "hourglass")] + [
+    (n, "swiglu", opts) for n, opts in VARIANTS if opts] + [
+    ("momentum", "swiglu", {"learnable": False}),
+])
+
+
+@pytest.mark.parametrize("name, mlp, options", COUNT_CASES)
+@pytest.mark.parametrize("layout", [dict(), dict(tie_embeddings=False, norm="none", n_layers=3, mlp_ratio=2.5)])
+def test_param_count_from_the_config_is_exact(name, mlp, options, layout):
+    from models.backbone import param_count
+
+    cfg = ArchConfig(**{"name": name, "mlp": mlp, "d_model": 32, "n_heads": 2, "n_layers": 2,
+                        "options": options, **layout})
+    assert param_count(cfg, 37) == LM(cfg, 37).num_params()
+
+
+def test_param_count_of_a_huge_config_allocates_nothing():
+    from models.backbone import param_count
+
+    n = param_count(ArchConfig(d_model=10**7, n_layers=1000, n_heads=2), 10**6)
+    assert n > 10**17  # about 12 d^2 per layer; built on the meta device, so no memory is touched
+
+
 def _deltanet(**options):
     from models.mixers.gated import DeltaNet
 
