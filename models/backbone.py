@@ -87,3 +87,18 @@ class LM(nn.Module):
     def num_params(self, embeddings: bool = True) -> int:
         n = sum(p.numel() for p in self.parameters())
         return n if embeddings else n - self.embed.weight.numel()
+
+
+def param_count(cfg: ArchConfig, vocab_size: int) -> int:
+    """The parameter count of ``LM(cfg, vocab_size)``, found without allocating its weights.
+
+    One block is built on the meta device (shapes only, no memory) and counted ``n_layers``
+    times; this assumes every layer has the first one's shape, which holds for the built-in
+    mixers (a test compares the count with the real models).  Embedding, head and final
+    norm are counted from the config."""
+    cfg = cfg.resolved()
+    with torch.device("meta"):
+        block = sum(p.numel() for p in Block(cfg, 0).parameters())
+    embed = vocab_size * cfg.d_model * (1 if cfg.tie_embeddings else 2)
+    return embed + cfg.n_layers * block + (cfg.d_model if cfg.norm == "rmsnorm" else 0)
+

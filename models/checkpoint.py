@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from pydantic import ValidationError
 
-from models.backbone import LM
+from models.backbone import LM, param_count
 from models.config import ArchConfig
 
 WEIGHTS = "model.safetensors"
@@ -117,6 +117,28 @@ def check_state(state: dict[str, torch.Tensor], model: LM, where: str) -> None:
                                   f"needs {want.dtype}; {fix}")
 
 
+def memory_bytes() -> int:
+    """This machine's physical memory in bytes (1 TiB where the system does not say)."""
+    try:
+        n = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        n = -1
+    return n if n > 0 else 1 << 40
+
+
+def check_size(n_params: int, where: str) -> None:
+    """Raise :class:`CheckpointError` when ``n_params`` float32 weights alone exceed this
+    machine's memory: such a model cannot be built, and trying ends in an allocation error.
+    This catches impossible configs (a typo in d_model), not tight ones: loading also holds
+    the stored tensors, so a model just under the limit may still not fit."""
+    need, have = 4 * n_params, memory_bytes()
+    if need > have:
+        raise CheckpointError(
+            f"{where} describes a model of {n_params:,} parameters ({need / 2**30:,.1f} GiB as float32), "
+            f"more than this machine's {have / 2**30:,.1f} GiB of memory; check arch.d_model, arch.n_layers "
+            f"and vocab_size in it, or load it on a machine with more memory")
+
+
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[LM, dict[str, Any]]:
     """The model and its config dict; raises :class:`CheckpointError` on any damage."""
     from safetensors import SafetensorError
@@ -126,7 +148,11 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     config = read_checkpoint_config(path)
     try:
         arch = ArchConfig(**config["arch"])
-        model = LM(arch, int(config["vocab_size"]))
+        vocab_size = int(config["vocab_size"])
+        check_size(param_count(arch, vocab_size), str(path / CONFIG))  # before allocating anything
+        model = LM(arch, vocab_size)
+    except CheckpointError:
+        raise
     except ValidationError as e:
         why = "; ".join(f"{'.'.join(map(str, ('arch', *x['loc'])))}: {x['msg'].removeprefix('Value error, ')}"
                         for x in e.errors())  # a whole-config error has an empty loc: "arch: ..."

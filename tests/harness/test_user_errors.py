@@ -471,6 +471,9 @@ CHECKPOINT_CASES = {
                         ["tensor blocks.0.mixer.out.weight holds torch.int64", "needs torch.float32"]),
     "bad arch config": (dict(config=lambda c: c["arch"].__setitem__("bogus_key", 1)),
                         ["does not describe a model", "arch.bogus_key", "re-train or re-copy"]),
+    "impossible size": (dict(config=lambda c: c["arch"].__setitem__("d_model", 10**7)),
+                        ["describes a model of 1,200,", "parameters", "GiB as float32", "memory",
+                         "arch.d_model"]),
     "weights changed, sha kept": (dict(weights=_drop("norm.weight"), keep_sha=True),
                                   ["does not match the sha256 in config.json"]),
 }

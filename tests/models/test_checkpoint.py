@@ -214,6 +214,24 @@ def test_an_arch_config_that_is_no_mapping_is_named(ck):
 
 # -- load_checkpoint: the weights --------------------------------------------------------------
 
+def test_a_model_larger_than_memory_is_refused_before_it_is_built(ck, monkeypatch):
+    import models.checkpoint as checkpoint
+
+    n = tiny().num_params()
+    monkeypatch.setattr(checkpoint, "memory_bytes", lambda: 4 * n)  # exactly fits: loads
+    load_checkpoint(ck)
+    monkeypatch.setattr(checkpoint, "memory_bytes", lambda: 4 * n - 1)
+    monkeypatch.setattr(checkpoint, "LM", None)  # building would fail: the refusal comes first
+    msg = refusal(load_checkpoint, ck)
+    assert f"config.json describes a model of {n:,} parameters" in msg
+    assert "more than this machine's" in msg and "arch.d_model" in msg
+
+
+def test_an_impossible_size_is_refused_on_any_machine(ck):
+    rewrite_config(ck, lambda c: c["arch"].__setitem__("d_model", 10**7))
+    assert "describes a model of 1,200,000," in refusal(load_checkpoint, ck)
+
+
 def test_weights_that_differ_from_the_recorded_sha256_are_refused(ck):
     rewrite_weights(ck, lambda s: s["norm.weight"].mul_(2), keep_sha=True)  # a sound file, other numbers
     assert refusal(load_checkpoint, ck) == (f"{ck / 'model.safetensors'} does not match the sha256 in config.json "

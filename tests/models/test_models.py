@@ -203,6 +203,42 @@ def test_hourglass_is_wide_narrow_wide():
     assert isinstance(block, Hourglass) and block.down.out_features == narrow
 
 
+@pytest.mark.parametrize("init_std", [0.2, 0.002])
+def test_hourglass_follows_init_std(init_std):
+    """Every hourglass weight is drawn at arch.init_std, the output side at init_std / sqrt(2 n_layers)."""
+    torch.manual_seed(0)
+    mlp = LM(ArchConfig(d_model=128, n_layers=2, mlp="hourglass", init_std=init_std), 10).blocks[0].mlp
+    out_std = init_std / 2  # sqrt(2 * 2 layers)
+    want = {"inp": init_std, "down": init_std, "up": out_std, "out": out_std}
+    for name, std in want.items():
+        w = getattr(mlp, name).weight
+        assert w.numel() >= 4096, name  # enough draws for a 10% bound to be many standard errors wide
+        assert w.std().item() == pytest.approx(std, rel=0.1), name
+
+
+COUNT_CASES = ([(n, m, {}) for n in ZOO for m in ("swiglu", "relu", "none", "hourglass")] + [
+    (n, "swiglu", opts) for n, opts in VARIANTS if opts] + [
+    ("momentum", "swiglu", {"learnable": False}),
+])
+
+
+@pytest.mark.parametrize("name, mlp, options", COUNT_CASES)
+@pytest.mark.parametrize("layout", [dict(), dict(tie_embeddings=False, norm="none", n_layers=3, mlp_ratio=2.5)])
+def test_param_count_from_the_config_is_exact(name, mlp, options, layout):
+    from models.backbone import param_count
+
+    cfg = ArchConfig(**{"name": name, "mlp": mlp, "d_model": 32, "n_heads": 2, "n_layers": 2,
+                        "options": options, **layout})
+    assert param_count(cfg, 37) == LM(cfg, 37).num_params()
+
+
+def test_param_count_of_a_huge_config_allocates_nothing():
+    from models.backbone import param_count
+
+    n = param_count(ArchConfig(d_model=10**7, n_layers=1000, n_heads=2), 10**6)
+    assert n > 10**17  # about 12 d^2 per layer; built on the meta device, so no memory is touched
+
+
 def _deltanet(**options):
     from models.mixers.gated import DeltaNet
 
