@@ -101,4 +101,3 @@ def param_count(cfg: ArchConfig, vocab_size: int) -> int:
         block = sum(p.numel() for p in Block(cfg, 0).parameters())
     embed = vocab_size * cfg.d_model * (1 if cfg.tie_embeddings else 2)
     return embed + cfg.n_layers * block + (cfg.d_model if cfg.norm == "rmsnorm" else 0)
-

@@ -21,6 +21,12 @@ def base_std() -> float:
     return _init_std.get()
 
 
+def residual_std(n_layers: int) -> float:
+    """The std of projections that write into the residual stream (a mixer's or MLP's output):
+    :func:`base_std` over ``sqrt(2 n_layers)``, so the stream's variance does not grow with depth."""
+    return base_std() / math.sqrt(2 * n_layers)
+
+
 @contextmanager
 def init_scale(std: float | None) -> Iterator[None]:
     """Build layers whose plain weights are drawn with ``std`` (``None``: the default 0.02).
@@ -93,7 +99,7 @@ class ReluMLP(nn.Module):
 
 def make_mlp(kind: str, d_model: int, ratio: float, n_layers: int) -> nn.Module | None:
     """The MLP of one block (``None`` for ``mlp="none"``)."""
-    out_std = base_std() / math.sqrt(2 * n_layers)
+    out_std = residual_std(n_layers)
     if kind == "none":
         return None
     if kind == "swiglu":

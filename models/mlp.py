@@ -11,13 +11,11 @@ the same ``mlp_ratio`` (``3 * (2/3 * ratio) * d^2``), keeping sizes matched.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.layers import base_std, init_linear
+from models.layers import init_linear, residual_std
 
 
 class Hourglass(nn.Module):
@@ -44,5 +42,5 @@ def hourglass_dims(d_model: int, ratio: float) -> tuple[int, int]:
 def make_extra_mlp(kind: str, d_model: int, ratio: float, n_layers: int) -> nn.Module:
     if kind == "hourglass":
         wide, narrow = hourglass_dims(d_model, ratio)
-        return Hourglass(d_model, wide, narrow, base_std() / math.sqrt(2 * n_layers))
+        return Hourglass(d_model, wide, narrow, residual_std(n_layers))
     raise ValueError(f"unknown MLP {kind!r}; use swiglu, relu, none or hourglass")

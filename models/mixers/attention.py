@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from kernels import apply_rope, softmax_attention
-from models.layers import base_std, init_linear
+from models.layers import init_linear, residual_std
 from models.registry import register_mixer
 
 
@@ -29,7 +27,7 @@ class MultiHeadMixer(nn.Module):
         self.n_heads = n_heads
         self.head_dim = d_model // n_heads
         self.qkv = init_linear(nn.Linear(d_model, 3 * d_model, bias=False))
-        self.out = init_linear(nn.Linear(d_model, d_model, bias=False), base_std() / math.sqrt(2 * n_layers))
+        self.out = init_linear(nn.Linear(d_model, d_model, bias=False), residual_std(n_layers))
 
     def split_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         b, t, _ = x.shape
