@@ -18,6 +18,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from archbench.validation import format_validation_error
 from harness.errors import UserError
 from harness.identity import entry_id_of, run_id_of, setting_id_of
 from models.config import ArchConfig
@@ -153,20 +154,6 @@ def check_device(device: str, where: str = "config") -> None:
             raise UserError(f"invalid {where}: device is cuda but CUDA is not available on this machine; "
                             f"use device cpu (`device: cpu` in a file, `--set device=cpu` for train), "
                             f"or auto to take a GPU only where there is one")
-
-
-def format_validation_error(e: ValidationError) -> str:
-    parts = []
-    for err in e.errors():
-        loc = ".".join(str(x) for x in err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key (check its spelling; see the config reference in README.md)"
-        elif err["type"] == "invalid_key":  # YAML reads 1, yes, on, ... as numbers and booleans
-            loc = ".".join(str(x) for x in err["loc"][:-1])
-            msg = f"key {err['input']!r} is not a string (quote it in YAML: '1', 'on', 'yes')"
-        parts.append(f"{loc}: {msg}" if loc else msg)
-    return "; ".join(parts)
 
 
 def run_id(cfg: RunConfig) -> str:

@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from pydantic import ValidationError
 
+from archbench.validation import format_validation_error
+
 from models.backbone import LM, param_count
 from models.config import ArchConfig
 
@@ -154,8 +156,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     except CheckpointError:
         raise
     except ValidationError as e:
-        why = "; ".join(f"{'.'.join(map(str, ('arch', *x['loc'])))}: {x['msg'].removeprefix('Value error, ')}"
-                        for x in e.errors())  # a whole-config error has an empty loc: "arch: ..."
+        why = format_validation_error(e, prefix=("arch",))  # a whole-config error reads "arch: ..."
         raise CheckpointError(f"{path / CONFIG} does not describe a model this archbench can build ({why}); "
                               f"re-train or re-copy the checkpoint") from None
     except KeyError as e:

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from archbench.validation import format_validation_error
 from models.registry import get_mixer
 
 
@@ -46,8 +47,8 @@ class ArchConfig(BaseModel):
         try:
             opts = cls.Options(**self.options).model_dump(mode="json")
         except ValidationError as e:
-            msgs = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
-            raise ArchConfigError(f"invalid options for architecture {self.name!r}: {msgs}") from None
+            raise ArchConfigError(f"invalid options for architecture {self.name!r}: "
+                                  f"{format_validation_error(e)}") from None
         return self.model_copy(update={"options": opts})
 
     def mixer_options(self):

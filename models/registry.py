@@ -7,11 +7,12 @@ and is built as ``cls(d_model, n_heads, options, layer_idx=i, n_layers=L)``.
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
 from typing import Callable, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 from torch import nn
+
+from archbench.registry import Registry
 
 
 class NoOptions(BaseModel):
@@ -24,37 +25,31 @@ class UnknownArchError(LookupError):
 
 M = TypeVar("M", bound=type[nn.Module])
 
-_MIXERS: dict[str, type[nn.Module]] = {}
+def _is_mixer(name: str, obj: object) -> None:
+    if not (isinstance(obj, type) and issubclass(obj, nn.Module)):
+        raise TypeError(f"mixer {name!r} must be an nn.Module subclass, got {obj!r}")
+
+
+MIXERS: Registry[type[nn.Module]] = Registry("architecture", "archbench.mixers", unknown=UnknownArchError,
+                                             hint="see `archbench archs`", check=_is_mixer)
 _DESCRIPTIONS: dict[str, str] = {}
-_entry_points_loaded = False
 
 
 def register_mixer(name: str, description: str = "") -> Callable[[M], M]:
     """Class decorator: make a mixer available as architecture ``name``."""
 
     def deco(cls: M) -> M:
-        if name in _MIXERS and _MIXERS[name] is not cls:
-            raise ValueError(f"mixer {name!r} is already registered by {_MIXERS[name].__module__}")
+        MIXERS.add(name, cls)
         if not hasattr(cls, "Options"):
             cls.Options = NoOptions
-        _MIXERS[name] = cls
         _DESCRIPTIONS[name] = description or (cls.__doc__ or "").strip().split("\n")[0]
         return cls
 
     return deco
 
 
-def _load_entry_points() -> None:
-    global _entry_points_loaded
-    if not _entry_points_loaded:
-        _entry_points_loaded = True
-        for ep in entry_points(group="archbench.mixers"):
-            ep.load()
-
-
 def mixer_names() -> list[str]:
-    _load_entry_points()
-    return sorted(_MIXERS)
+    return MIXERS.names()
 
 
 def mixer_description(name: str) -> str:
@@ -63,11 +58,4 @@ def mixer_description(name: str) -> str:
 
 
 def get_mixer(name: str) -> type[nn.Module]:
-    _load_entry_points()
-    try:
-        return _MIXERS[name]
-    except KeyError:
-        raise UnknownArchError(
-            f"unknown architecture {name!r}; known architectures: {', '.join(sorted(_MIXERS))} "
-            f"(see `archbench archs`)"
-        ) from None
+    return MIXERS.get(name)

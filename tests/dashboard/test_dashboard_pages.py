@@ -97,7 +97,7 @@ def test_probe_choice_follows_the_task_registry(small_db, monkeypatch):
     """A probe registered (here: in-process, as a plugin would) is offered without any runs."""
     from tasks import get_task_class, registry, task_names
 
-    monkeypatch.setitem(registry._TASKS, "zz_new_probe", get_task_class("mqar"))
+    monkeypatch.setitem(registry.TASKS._items, "zz_new_probe", get_task_class("mqar"))
     at = run_app(small_db, monkeypatch)
     at.switch_page("views/probes.py").run()
     assert not at.exception, [e.value for e in at.exception]

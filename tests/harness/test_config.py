@@ -371,7 +371,7 @@ def test_validation_errors_render_location_and_message_without_pydantic_prefix()
     with pytest.raises(UserError) as e:
         parse_run_config(tiny_run(optimiser={"lr": 1}))
     assert str(e.value) == ("invalid config: optimiser: unknown key "
-                            "(check its spelling; see the config reference in README.md)")
+                            "(check its spelling against the config reference in README.md)")
     from tests.conftest import ROOT
 
     assert "The run config (every key is checked" in (ROOT / "README.md").read_text()  # the file it names
@@ -513,7 +513,7 @@ def test_ids_agree_with_the_stored_config_for_a_plugin_task_with_an_enum_knob(mo
         Config = EnumConfig
 
     EnumTask.name = "enum_probe"
-    monkeypatch.setitem(tasks.registry._TASKS, "enum_probe", EnumTask)
+    monkeypatch.setitem(tasks.registry.TASKS._items, "enum_probe", EnumTask)
     cfgs = [parse_run_config(tiny_run(task={"name": "enum_probe", "params": {"mode": m}})) for m in ("short", "long")]
     assert cfgs[0].task.params["mode"] is Mode.SHORT  # the resolved params hold the Enum itself
     for cfg in cfgs:
@@ -567,7 +567,7 @@ def test_task_setting_label_shows_the_knobs_that_differ_from_the_defaults(monkey
         Config = RequiredConfig
 
     RequiredTask.name = "required_probe"
-    monkeypatch.setitem(tasks.registry._TASKS, "required_probe", RequiredTask)
+    monkeypatch.setitem(tasks.registry.TASKS._items, "required_probe", RequiredTask)
     cfg = parse_run_config(tiny_run(task={"name": "required_probe", "params": {"k": 3}}))
     assert cfg.task.setting_label == "required_probe(k=3)"
 
