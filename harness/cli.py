@@ -578,7 +578,10 @@ def bench_cmd(
 def main() -> None:
     from kernels.cpu_memory import keep_freed_memory
 
+    from harness.plugins import print_plugin_warnings
+
     keep_freed_memory()  # CPU ops stop page-faulting their temporaries in (see the module)
+    print_plugin_warnings()
     app()
 
 

@@ -76,3 +76,23 @@ def load_plugins(specs: Iterable[str] = (), base_dir: str | Path | None = None) 
     if merged:
         os.environ[ENV] = os.pathsep.join(merged)
     return merged
+
+
+def print_plugin_warnings(stream=None) -> None:  # noqa: ANN001
+    """Show every :class:`~archbench.registry.PluginWarning` (an installed plugin that failed to
+    load) as one ``warning: ...`` line on stderr, without Python's file and source line; other
+    warnings keep the default display.  The CLI calls this once at start-up."""
+    import warnings
+
+    from archbench.registry import PluginWarning
+
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001, ANN202
+        if issubclass(category, PluginWarning):
+            print(f"warning: {message}", file=stream or file or sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    warnings.simplefilter("always", PluginWarning)  # every broken plugin, each time it is skipped

@@ -133,10 +133,10 @@ def test_a_broken_plugin_warns_with_its_name_and_error_and_the_command_goes_on(t
     res = subprocess.run([*ARCHBENCH, *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert res.returncode == 0, res.stderr
     assert shown in res.stdout
-    warning = [ln for ln in res.stderr.splitlines() if "PluginWarning" in ln]
-    assert len(warning) == 1, res.stderr
-    assert (f"archbench: the {KIND[group]} plugin 'broken' (brokenplugin_mod:thing, entry point group {group}) "
-            f"failed to load and is skipped: ImportError: the plugin needs libfoo 2") in warning[0]
+    warning = [ln for ln in res.stderr.splitlines() if "plugin" in ln]
+    assert warning == [f"warning: archbench: the {KIND[group]} plugin 'broken' (brokenplugin_mod:thing, entry point "
+                       f"group {group}) failed to load and is skipped: ImportError: the plugin needs libfoo 2"], \
+        res.stderr
 
 
 def test_the_warning_is_a_warning_not_an_error_in_process(tmp_path, monkeypatch):
