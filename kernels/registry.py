@@ -338,7 +338,7 @@ def _register_builtins() -> None:
     register_kernel("softmax", "flash", inputs=sdpa_inputs, causal=(True, False), dtypes=HALF_DTYPES,
                     devices=("cuda",))(flash_attention)
     register_kernel("softmax", "triton", inputs=qkv_inputs, **triton)(
-        _lazy("kernels.fox.triton_kernel", "softmax_attention_triton"))
+        _lazy("kernels.softmax_attention.triton_kernel", "softmax_attention_triton"))
     register_kernel("softmax", "reference", inputs=qkv_inputs, default=False, max_seq_len=_REFERENCE_MAX_T["softmax"])(
         _lazy("kernels.softmax_attention.reference", "softmax_attention_ref"))
 

@@ -47,10 +47,11 @@ def test_builtins_cover_every_op_with_torch_triton_and_reference():
 def test_registry_does_not_import_triton_eagerly():
     """TRITON_INTERPRET must still work after the registry is loaded (see test_triton_fox)."""
     code = ("import sys, kernels.registry as r; r.kernel_entries(); "
-            "print('triton' in sys.modules, 'kernels.fox.triton_kernel' in sys.modules)")
+            "print('triton' in sys.modules, 'kernels.fox.triton_kernel' in sys.modules, "
+            "'kernels.softmax_attention.triton_kernel' in sys.modules)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert res.returncode == 0, res.stderr
-    assert res.stdout.split() == ["False", "False"]
+    assert res.stdout.split() == ["False", "False", "False"]
 
 
 def test_unsupported_says_why():
