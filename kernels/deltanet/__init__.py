@@ -16,10 +16,16 @@ used by the tests.  Registered as op ``deltanet``: ``torch``, ``triton``, ``refe
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+import torch.nn.functional as F
 
 from kernels.deltanet.fast import deltanet_fast
 from kernels.dispatch import Dispatch
+from kernels.flops import chunks
+from kernels.inputs import KernelShape, draw_qkv, uniform
+from kernels.registry import TRITON, register_kernel, register_op
 
 __all__ = ["deltanet"]
 
@@ -41,3 +47,27 @@ def deltanet(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: torch.Tens
     fn = _dispatch(q, k, v, per_head={"beta": beta}, chunk_size=chunk_size)
     return fn(q, k, v, beta, scale, chunk_size)
 
+
+# -- registration (the benchmark's view of the op) -----------------------------------------------
+
+def deltanet_inputs(spec: KernelShape) -> dict[str, Any]:
+    """``q``, unit-norm ``k``, ``v`` and ``beta ~ U(0, 1)``."""
+    base, gen = draw_qkv(spec)
+    base["k"] = F.normalize(base["k"].float(), dim=-1).to(spec.dtype)
+    return {**base, "beta": uniform((spec.batch, spec.seq_len, spec.heads), 0.0, 1.0, spec, gen)}
+
+
+def deltanet_flops(shape: KernelShape) -> tuple[float, float]:
+    """``(0, BH * n * (10 c^2 D + c^3 + 6 c D^2))`` with ``c = min(64, T)``, ``n = ceil(T / c)``:
+    per chunk (WY form) ``K K^T``, the ``c x c`` triangular solve, ``W = A (beta K)``,
+    ``U = A (beta V)``, ``tril(Q K^T)`` and its product with the corrected values (five
+    ``2c^2 D`` matmuls), and ``U - W S^T``, ``Q S^T`` and the state update (three ``2 c D^2``)."""
+    bh, d = float(shape.batch * shape.heads), shape.head_dim
+    c, n = chunks(shape.seq_len)
+    return 0.0, bh * n * (10 * c * c * d + c ** 3 + 6 * c * d * d)
+
+
+register_op("deltanet", inputs=deltanet_inputs, flops=deltanet_flops, description="DeltaNet (the delta rule)")
+register_kernel("deltanet", "torch")(deltanet_fast)
+register_kernel("deltanet", "triton", **TRITON)("kernels.deltanet.triton_kernel:deltanet_triton")
+register_kernel("deltanet", "reference", default=False, max_seq_len=512)("kernels.deltanet.reference:deltanet_ref")

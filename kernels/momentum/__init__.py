@@ -19,10 +19,15 @@ Registered as op ``momentum``: ``torch``, ``triton``, ``reference``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from kernels.dispatch import Dispatch
+from kernels.flops import attention_flops
+from kernels.inputs import KernelShape, qkv_inputs
 from kernels.momentum.fast import momentum_attention_fast
+from kernels.registry import TRITON, register_kernel, register_op
 
 __all__ = ["momentum_attention"]
 
@@ -40,3 +45,24 @@ def momentum_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gamma,
     """
     return _dispatch(q, k, v)(q, k, v, gamma, scale, rope_base)
 
+
+# -- registration (the benchmark's view of the op) -----------------------------------------------
+
+def momentum_inputs(spec: KernelShape) -> dict[str, Any]:
+    """``q, k, v`` and a 0-d ``gamma = 0.5`` (a learnable per-layer scalar; gets a gradient)."""
+    return {**qkv_inputs(spec), "gamma": torch.tensor(0.5, device=spec.device, dtype=spec.dtype)}
+
+
+def momentum_flops(shape: KernelShape) -> tuple[float, float]:
+    """``(A, 10 BTHD)``: attention, plus the time shear (a subtract and a multiply-add per element
+    of q and k: ``4 BTHD``) and RoPE (two multiplies and an add: ``6 BTHD``)."""
+    b, t, h, d = shape.batch, shape.seq_len, shape.heads, shape.head_dim
+    return attention_flops(b, t, h, d, shape.causal), 10.0 * b * t * h * d
+
+
+register_op("momentum", inputs=momentum_inputs, flops=momentum_flops,
+            description="softmax attention on time-sheared q and k, with RoPE")
+register_kernel("momentum", "torch")(momentum_attention_fast)
+register_kernel("momentum", "triton", **TRITON)(_TRITON)
+register_kernel("momentum", "reference", default=False, max_seq_len=1024)(
+    "kernels.momentum.reference:momentum_attention_ref")

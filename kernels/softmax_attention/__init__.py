@@ -13,10 +13,15 @@ FlashAttention backend: CUDA, half precision), ``triton`` and ``reference``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from kernels.dispatch import Dispatch
-from kernels.softmax_attention.fast import softmax_attention_fast
+from kernels.flops import attention_flops
+from kernels.inputs import KernelShape, qkv_inputs
+from kernels.registry import HALF_DTYPES, TRITON, register_kernel, register_op
+from kernels.softmax_attention.fast import flash_attention, sdpa_attention, softmax_attention_fast
 
 __all__ = ["softmax_attention"]
 
@@ -28,3 +33,24 @@ def softmax_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     """``[B, T, H, D]`` in, ``[B, T, H, D]`` out, causal."""
     return _dispatch(q, k, v)(q, k, v, scale, window)
 
+
+# -- registration (the benchmark's view of the op) -----------------------------------------------
+
+def sdpa_inputs(spec: KernelShape) -> dict[str, Any]:
+    """``q, k, v`` and the causal flag."""
+    return {**qkv_inputs(spec), "causal": spec.causal}
+
+
+def softmax_flops(shape: KernelShape) -> tuple[float, float]:
+    """``(A, 0)`` with ``A = attention_flops(B, T, H, D, causal)``; softmax's ``exp`` is not
+    counted (the FlashAttention convention)."""
+    return attention_flops(shape.batch, shape.seq_len, shape.heads, shape.head_dim, shape.causal), 0.0
+
+
+register_op("softmax", inputs=qkv_inputs, flops=softmax_flops, description="causal softmax attention")
+register_kernel("softmax", "sdpa", inputs=sdpa_inputs, causal=(True, False))(sdpa_attention)
+register_kernel("softmax", "flash", inputs=sdpa_inputs, causal=(True, False), dtypes=HALF_DTYPES,
+                devices=("cuda",))(flash_attention)
+register_kernel("softmax", "triton", **TRITON)("kernels.softmax_attention.triton_kernel:softmax_attention_triton")
+register_kernel("softmax", "reference", default=False, max_seq_len=1024)(
+    "kernels.softmax_attention.reference:softmax_attention_ref")
