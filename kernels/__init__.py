@@ -1,8 +1,10 @@
 """Pure tensor ops for sequence mixers.
 
 Every op takes ``[batch, time, heads, head_dim]`` tensors, is causal, and dispatches by
-device: Triton on CUDA, a chunked torch path on CPU.  Each op's folder also holds a
-plain ``reference.py`` used by the tests.  See ``kernels/README.md``.
+device (:mod:`kernels.dispatch`): Triton on CUDA, a chunked torch path on CPU.  Each op's
+folder also holds a plain ``reference.py`` used by the tests, and its ``__init__`` registers
+the op with :mod:`kernels.registry` (implementations, input builder, FLOP formula), so
+importing this package registers the built-in ops.  See ``kernels/README.md``.
 """
 
 from kernels.deltanet import deltanet

@@ -7,41 +7,67 @@ inside the op** (``k / sqrt(|k|^2 + 1e-6)``), then per head::
 
     S_t = S_{t-1} (I - beta_t k_t k_t^T) + beta_t v_t k_t^T,      o_t = S_t (scale * q_t)
 
-with ``S_0 = 0`` and ``scale`` defaulting to ``dk ** -0.5``.  CUDA tensors with Triton
-installed run the Triton kernels (:mod:`.triton_kernel`, ``chunk_size`` rounded to a power
-of two >= 16); everything else runs the chunked torch path (:mod:`.fast`).
-:mod:`.reference` holds the sequential recurrence used by the tests.
+with ``S_0 = 0`` and ``scale`` defaulting to ``dk ** -0.5``.  Dispatch
+(:mod:`kernels.dispatch`): CUDA tensors with Triton installed run the Triton kernels
+(:mod:`.triton_kernel`, ``chunk_size`` rounded to a power of two >= 16); everything else runs
+the chunked torch path (:mod:`.fast`).  :mod:`.reference` holds the sequential recurrence
+used by the tests.  Registered as op ``deltanet``: ``torch``, ``triton``, ``reference``.
 """
 
 from __future__ import annotations
 
-import importlib.util
+from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from kernels.deltanet.fast import deltanet_fast
-
-_HAS_TRITON = importlib.util.find_spec("triton") is not None
+from kernels.dispatch import Dispatch
+from kernels.flops import chunks
+from kernels.inputs import KernelShape, draw_qkv, uniform
+from kernels.registry import TRITON, register_kernel, register_op
 
 __all__ = ["deltanet"]
+
+
+def _deltanet_triton(q, k, v, beta, scale, chunk_size):
+    """The Triton kernels, with ``chunk_size`` rounded up to a power of two >= 16."""
+    from kernels.deltanet.triton_kernel import deltanet_triton
+
+    pow2 = 1 << max(4, (chunk_size - 1).bit_length())
+    return deltanet_triton(q, k, v, beta, scale, chunk_size=pow2)
+
+
+_dispatch = Dispatch("deltanet", torch=deltanet_fast, triton=_deltanet_triton)
 
 
 def deltanet(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: torch.Tensor,
              scale: float | None = None, chunk_size: int = 64) -> torch.Tensor:
     """Causal delta-rule linear attention (see the module docstring)."""
-    if q.dim() != 4 or k.shape != q.shape:
-        raise ValueError(f"q and k must both be [batch, time, heads, dk], got "
-                         f"{tuple(q.shape)} and {tuple(k.shape)}")
-    if v.dim() != 4 or v.shape[:3] != q.shape[:3]:
-        raise ValueError(f"v must be [batch, time, heads, dv] matching q, got {tuple(v.shape)}")
-    if beta.shape != q.shape[:3]:
-        raise ValueError(f"beta must be [batch, time, heads] = {tuple(q.shape[:3])}, "
-                         f"got {tuple(beta.shape)}")
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    if q.is_cuda and _HAS_TRITON:
-        from kernels.deltanet.triton_kernel import deltanet_triton
+    fn = _dispatch(q, k, v, per_head={"beta": beta}, chunk_size=chunk_size)
+    return fn(q, k, v, beta, scale, chunk_size)
 
-        pow2 = 1 << max(4, (chunk_size - 1).bit_length())
-        return deltanet_triton(q, k, v, beta, scale, chunk_size=pow2)
-    return deltanet_fast(q, k, v, beta, scale, chunk_size)
+
+# -- registration (the benchmark's view of the op) -----------------------------------------------
+
+def deltanet_inputs(spec: KernelShape) -> dict[str, Any]:
+    """``q``, unit-norm ``k``, ``v`` and ``beta ~ U(0, 1)``."""
+    base, gen = draw_qkv(spec)
+    base["k"] = F.normalize(base["k"].float(), dim=-1).to(spec.dtype)
+    return {**base, "beta": uniform((spec.batch, spec.seq_len, spec.heads), 0.0, 1.0, spec, gen)}
+
+
+def deltanet_flops(shape: KernelShape) -> tuple[float, float]:
+    """``(0, BH * n * (10 c^2 D + c^3 + 6 c D^2))`` with ``c = min(64, T)``, ``n = ceil(T / c)``:
+    per chunk (WY form) ``K K^T``, the ``c x c`` triangular solve, ``W = A (beta K)``,
+    ``U = A (beta V)``, ``tril(Q K^T)`` and its product with the corrected values (five
+    ``2c^2 D`` matmuls), and ``U - W S^T``, ``Q S^T`` and the state update (three ``2 c D^2``)."""
+    bh, d = float(shape.batch * shape.heads), shape.head_dim
+    c, n = chunks(shape.seq_len)
+    return 0.0, bh * n * (10 * c * c * d + c ** 3 + 6 * c * d * d)
+
+
+register_op("deltanet", inputs=deltanet_inputs, flops=deltanet_flops, description="DeltaNet (the delta rule)")
+register_kernel("deltanet", "torch")(deltanet_fast)
+register_kernel("deltanet", "triton", **TRITON)("kernels.deltanet.triton_kernel:deltanet_triton")
+register_kernel("deltanet", "reference", default=False, max_seq_len=512)("kernels.deltanet.reference:deltanet_ref")

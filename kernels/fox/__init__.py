@@ -4,39 +4,50 @@
 ``exp(scale * q_i . k_j + sum_{s=j+1..i} log_f_s)``; ``log_f <= 0`` is the per-head log
 forget gate, ``[B, T, H]``.  ``log_f = 0`` is plain causal softmax attention.
 
-Dispatch: CUDA tensors with Triton installed -> ``triton_kernel`` (imported lazily, on first
-CUDA call); otherwise ``fast`` (one fused SDPA call with the gate folded into the head dim).
+Dispatch (:mod:`kernels.dispatch`): CUDA tensors with Triton installed -> ``triton_kernel``
+(imported lazily, on first CUDA call); otherwise ``fast`` (one fused SDPA call with the gate
+folded into the head dim).  Registered as op ``fox``: ``torch``, ``triton``, ``reference``.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
+from kernels.dispatch import Dispatch
+from kernels.flops import attention_flops
 from kernels.fox.fast import fox_attention_fast
+from kernels.inputs import KernelShape, draw_qkv, log_forget_gates
+from kernels.registry import TRITON, register_kernel, register_op
 
 __all__ = ["fox_attention"]
 
-
-def _triton_op():
-    """The Triton op, or ``None`` when Triton cannot be imported."""
-    try:
-        from kernels.fox.triton_kernel import fox_attention_triton
-    except ImportError:
-        return None
-    return fox_attention_triton
+_TRITON = "kernels.fox.triton_kernel:fox_attention_triton"
+_dispatch = Dispatch("fox_attention", torch=fox_attention_fast, triton=_TRITON, v_like_q=True)
 
 
 def fox_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_f: torch.Tensor,
                   scale: float | None = None) -> torch.Tensor:
     """``[B, T, H, D]`` q, k, v and ``[B, T, H]`` log forget gates in; ``[B, T, H, D]`` out, causal."""
-    if q.dim() != 4 or k.shape != q.shape or v.shape[:3] != q.shape[:3] or v.shape[-1] != q.shape[-1]:
-        raise ValueError(f"fox_attention: q, k, v must be [batch, time, heads, head_dim] of one "
-                         f"shape, got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
-    if log_f.shape != q.shape[:3]:
-        raise ValueError(f"fox_attention: log_f must be [batch, time, heads] = {tuple(q.shape[:3])}, "
-                         f"got {tuple(log_f.shape)}")
-    if q.is_cuda:
-        op = _triton_op()
-        if op is not None:
-            return op(q, k, v, log_f, scale)
-    return fox_attention_fast(q, k, v, log_f, scale)
+    return _dispatch(q, k, v, per_head={"log_f": log_f})(q, k, v, log_f, scale)
+
+
+# -- registration (the benchmark's view of the op) -----------------------------------------------
+
+def fox_inputs(spec: KernelShape) -> dict[str, Any]:
+    """``q, k, v`` and ``log_f`` (:func:`~kernels.inputs.log_forget_gates`)."""
+    base, gen = draw_qkv(spec)
+    return {**base, "log_f": log_forget_gates(spec, gen)}
+
+
+def fox_flops(shape: KernelShape) -> tuple[float, float]:
+    """``(A, 0)`` with ``A = attention_flops(B, T, H, D, causal)``.  The gate adds ``O(T^2)``
+    elementwise work per head, not counted, like softmax's ``exp`` in the FlashAttention convention."""
+    return attention_flops(shape.batch, shape.seq_len, shape.heads, shape.head_dim, shape.causal), 0.0
+
+
+register_op("fox", inputs=fox_inputs, flops=fox_flops, description="forgetting attention (FoX)")
+register_kernel("fox", "torch")(fox_attention_fast)
+register_kernel("fox", "triton", **TRITON)(_TRITON)
+register_kernel("fox", "reference", default=False, max_seq_len=1024)("kernels.fox.reference:fox_attention_ref")

@@ -1,4 +1,5 @@
-"""FoX (and plain softmax attention) on CUDA: a FlashAttention-2-style Triton kernel.
+"""FoX on CUDA: a FlashAttention-2-style Triton kernel (with ``log_f=None`` plain softmax attention,
+the Triton path of :mod:`kernels.softmax_attention`).
 
 Forward: one program per (query block, batch*head) streams key blocks, keeps a running
 max / sum in fp32 and adds the forget-gate bias ``c_i - c_j`` (``c = cumsum(log_f)``) to
@@ -378,15 +379,10 @@ class _FoxTriton(torch.autograd.Function):
         return dq, dk, dv, dlog_f, None
 
 
-def fox_attention_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_f: torch.Tensor,
+def fox_attention_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_f: torch.Tensor | None,
                          scale: float | None = None) -> torch.Tensor:
-    """FoX on CUDA (or under ``TRITON_INTERPRET=1``): ``[B, T, H, D]`` in and out."""
+    """FoX on CUDA (or under ``TRITON_INTERPRET=1``): ``[B, T, H, D]`` in and out.  ``log_f=None``
+    is plain causal softmax attention with the gate code compiled out
+    (:mod:`kernels.softmax_attention.triton_kernel`)."""
     scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
     return _FoxTriton.apply(q, k, v, log_f, scale)
-
-
-def softmax_attention_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                             scale: float | None = None) -> torch.Tensor:
-    """Plain causal softmax attention: the FoX kernel with ``log_f = 0`` (gate code compiled out)."""
-    scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
-    return _FoxTriton.apply(q, k, v, None, scale)

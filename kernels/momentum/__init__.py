@@ -12,25 +12,27 @@ of like quantities and the score would stop depending on relative position only.
 ``gamma`` is a float, a 0-d tensor (one per layer, may require grad), a per-head ``[H]``
 tensor, or a per-position ``[B, T, H]`` tensor; gradients reach it when it is a tensor.
 
-Dispatch: CUDA tensors with Triton installed -> a fused shear + RoPE Triton kernel followed
-by SDPA (FlashAttention); otherwise the torch ``fast`` path.
+Dispatch (:mod:`kernels.dispatch`): CUDA tensors with Triton installed -> a fused shear + RoPE
+Triton kernel followed by SDPA (FlashAttention); otherwise the torch ``fast`` path.
+Registered as op ``momentum``: ``torch``, ``triton``, ``reference``.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
+from kernels.dispatch import Dispatch
+from kernels.flops import attention_flops
+from kernels.inputs import KernelShape, qkv_inputs
 from kernels.momentum.fast import momentum_attention_fast
+from kernels.registry import TRITON, register_kernel, register_op
 
 __all__ = ["momentum_attention"]
 
-
-def _triton_op():
-    try:
-        from kernels.momentum.triton_kernel import momentum_attention_triton
-    except ImportError:
-        return None
-    return momentum_attention_triton
+_TRITON = "kernels.momentum.triton_kernel:momentum_attention_triton"
+_dispatch = Dispatch("momentum_attention", torch=momentum_attention_fast, triton=_TRITON)
 
 
 def momentum_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gamma,
@@ -38,13 +40,29 @@ def momentum_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gamma,
     """``[B, T, H, D]`` q, k, v (D even) and gamma in; ``[B, T, H, D]`` out, causal.
 
     Order: shear q and k along time, then RoPE, then causal softmax attention (see module
-    docstring for why the shear must come before RoPE).
+    docstring for why the shear must come before RoPE).  ``gamma``'s shape is checked by the
+    path itself (it has several valid shapes).
     """
-    if q.dim() != 4 or k.shape != q.shape or v.shape[:3] != q.shape[:3]:
-        raise ValueError(f"momentum_attention: q, k, v must be [batch, time, heads, head_dim], "
-                         f"got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
-    if q.is_cuda:
-        op = _triton_op()
-        if op is not None:
-            return op(q, k, v, gamma, scale, rope_base)
-    return momentum_attention_fast(q, k, v, gamma, scale, rope_base)
+    return _dispatch(q, k, v)(q, k, v, gamma, scale, rope_base)
+
+
+# -- registration (the benchmark's view of the op) -----------------------------------------------
+
+def momentum_inputs(spec: KernelShape) -> dict[str, Any]:
+    """``q, k, v`` and a 0-d ``gamma = 0.5`` (a learnable per-layer scalar; gets a gradient)."""
+    return {**qkv_inputs(spec), "gamma": torch.tensor(0.5, device=spec.device, dtype=spec.dtype)}
+
+
+def momentum_flops(shape: KernelShape) -> tuple[float, float]:
+    """``(A, 10 BTHD)``: attention, plus the time shear (a subtract and a multiply-add per element
+    of q and k: ``4 BTHD``) and RoPE (two multiplies and an add: ``6 BTHD``)."""
+    b, t, h, d = shape.batch, shape.seq_len, shape.heads, shape.head_dim
+    return attention_flops(b, t, h, d, shape.causal), 10.0 * b * t * h * d
+
+
+register_op("momentum", inputs=momentum_inputs, flops=momentum_flops,
+            description="softmax attention on time-sheared q and k, with RoPE")
+register_kernel("momentum", "torch")(momentum_attention_fast)
+register_kernel("momentum", "triton", **TRITON)(_TRITON)
+register_kernel("momentum", "reference", default=False, max_seq_len=1024)(
+    "kernels.momentum.reference:momentum_attention_ref")

@@ -60,6 +60,7 @@ if INTERPRETING:
     from kernels.fox import triton_kernel as tk
     from kernels.linear_attention import triton_kernel as la_tk
     from kernels.momentum import triton_kernel as mo_tk
+    from kernels.softmax_attention import triton_kernel as sm_tk
 else:
     tk = la_tk = mo_tk = None
 
@@ -151,7 +152,7 @@ def test_fox_triton_custom_scale_and_strong_gates():
 @in_interpreter
 def test_softmax_triton_fp32():
     q, k, v, _ = make_inputs(2, 37, 2, 16, torch.float32)
-    check_against_reference(tk.softmax_attention_triton, softmax_attention_ref, [q, k, v],
+    check_against_reference(sm_tk.softmax_attention_triton, softmax_attention_ref, [q, k, v],
                             atol=2e-5, rtol=1e-4)
 
 
