@@ -848,37 +848,6 @@ def store_results(store, results: list[BenchResult], device: str) -> str:  # noq
     return env_id
 
 
-def latest_kernel_frame(store):  # noqa: ANN001, ANN201
-    """The newest stored row per (op, impl, mode, dtype, shape, causal, device), with its time
-    relative to the newest SDPA row of the same shape and device (``vs_sdpa``)."""
-    import pandas as pd
-    from sqlalchemy import select
-
-    from harness.store import KernelBenchmark as KB
-
-    cols = [KB.op, KB.impl, KB.mode, KB.dtype, KB.batch, KB.seq_len, KB.heads, KB.head_dim, KB.causal, KB.status,
-            KB.median_ms, KB.tokens_per_s, KB.tflops, KB.peak_fraction, KB.peak_mem_bytes, KB.device_name,
-            KB.git_sha, KB.created_at]
-    with store.session() as s:
-        rows = s.execute(select(*cols).order_by(KB.created_at, KB.id)).all()
-    keys = [c.key for c in cols]
-    df = pd.DataFrame([dict(zip(keys, r)) for r in rows], columns=keys)
-    if df.empty:
-        return df
-    point = ["mode", "dtype", "batch", "seq_len", "heads", "head_dim", "causal", "device_name"]
-    df = df.drop_duplicates(subset=["op", "impl", *point], keep="last")
-    sdpa = df[(df.op == BASELINE[0]) & (df.impl == BASELINE[1])][[*point, "median_ms"]]
-    df = df.merge(sdpa.rename(columns={"median_ms": "sdpa_ms"}), on=point, how="left")
-    df["vs_sdpa"] = df["median_ms"] / df["sdpa_ms"]
-    df["shape"] = [f"B{b}-T{t}-H{h}-D{d}" + ("" if c else "-full")
-                   for b, t, h, d, c in zip(df.batch, df.seq_len, df.heads, df.head_dim, df.causal)]
-    df["git_sha"] = df["git_sha"].map(lambda s: s[:8] if isinstance(s, str) else s)
-    df["created_at"] = df["created_at"].map(lambda t: t.isoformat(sep=" ", timespec="seconds") if t else None)
-    df = df.sort_values(["device_name", "dtype", "mode", "seq_len", "op", "impl"], kind="stable")
-    return df[["op", "impl", "mode", "dtype", "shape", "status", "median_ms", "vs_sdpa", "tokens_per_s", "tflops",
-               "peak_fraction", "peak_mem_bytes", "device_name", "git_sha", "created_at"]].reset_index(drop=True)
-
-
 # -- the gate ---------------------------------------------------------------------------------
 
 def parse_max_slowdown(text: str | float) -> float:

@@ -310,13 +310,18 @@ def leaderboard(fmt: str = FORMAT, db: Optional[str] = DB,
 
     store = _open(db, readonly=True)
     if kernels:
-        from harness.bench import latest_kernel_frame
+        from harness.queries import KERNEL_COLUMNS, latest_kernels
 
-        kb = latest_kernel_frame(store)
+        kb = latest_kernels(store)
         if kb.empty and fmt == "table":
             out.print("no kernel benchmarks yet; run `archbench bench`")
         else:
-            print_frame(kb, fmt, title="kernel benchmarks (latest per op, impl, shape, device)")
+            kb = kb.sort_values(["device_name", "dtype", "mode", "seq_len", "op", "impl"], kind="stable")
+            kb = kb.assign(git_sha=kb["git_sha"].map(lambda s: s[:8] if isinstance(s, str) else s),
+                           created_at=kb["created_at"].map(lambda t: t.isoformat(sep=" ", timespec="seconds")
+                                                           if t is not None and t == t else None))
+            print_frame(kb[KERNEL_COLUMNS].reset_index(drop=True), fmt,
+                        title="kernel benchmarks (latest per op, impl, shape, device)")
         return
     frame = store.score_frame(task=task, size=size)
     if frame.empty and fmt == "table":

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 import kernels.registry as reg
 from harness import bench as kb
+from harness.queries import latest_kernels
 from harness import environment
 from harness.cli import app
 from harness.errors import UserError
@@ -438,7 +439,7 @@ def test_rows_are_stored_with_git_sha_and_environment(fake_kernels, db_url):
         assert row.git_sha == info["git_sha"] and row.environment_id == env_id
         assert row.status == "ok" and (row.median_ms, row.p20_ms, row.p80_ms) == measured[row.op]
         assert row.device_name == environment.device_name("cpu") and row.dtype == "float32"
-    frame = kb.latest_kernel_frame(store)
+    frame = latest_kernels(store)
     assert set(frame.op) == {"softmax", "fox", "path"}
     assert frame.set_index("op").loc["fox", "vs_sdpa"] == 2.0
 
