@@ -440,7 +440,7 @@ def bench_probes_cmd(preset: str = typer.Option("paper", help="which preset of e
 
     from harness import environment
     from tasks import get_task_class
-    from tasks.benchmark import bench_probes
+    from tasks.generation_speed import bench_probes
 
     for name in task or []:
         get_task_class(name)  # unknown names fail before any work
