@@ -527,57 +527,23 @@ def bench_cmd(
 
     import torch
 
-    from harness import bench as kb
+    from harness import kernelbench
     from harness.plugins import load_plugins
 
     load_plugins(plugin or [])
     if threads:
         torch.set_num_threads(threads)
-    spec = kb.make_spec(ops=ops, impls=impls, seq_lens=seq_lens, shapes=shapes, batch=batch, heads=heads,
-                        head_dim=head_dim, causal=causal, dtype=dtype, mode=mode, device=device, rounds=rounds,
-                        memory=memory, slowdown=os.environ.get(kb.SLOWDOWN_ENV))
-    threshold = kb.parse_max_slowdown(max_slowdown)
-    dev_class = kb.device_class(spec.device)
-    gate = kb.load_baseline(compare, dev_class) if compare is not None else None
-    timer = kb.make_timer(spec.device, min_run_time, clock=clock)
-    store = _open(db) if store_results else None
-    if spec.slowdown:
-        err.print(f"[yellow]{kb.SLOWDOWN_ENV}[/]: planted slowdown {spec.slowdown}", highlight=False, soft_wrap=True)
-    with kb.progress_bar(err, disable=quiet) as progress:
-        results, skipped = kb.run_bench(spec, timer=timer, progress=progress)
-    if store is not None:
-        kb.store_results(store, results, spec.device)
-    print_frame(kb.results_frame(results, compact=fmt == "table"), fmt, title=kb.table_title(results, spec.device))
-    note = err if fmt in ("json", "csv") else out
-    for r in results:
-        if r.status != "ok":
-            note.print(f"[red]{r.status}[/] {r.label}: {r.error}", highlight=False, soft_wrap=True)
-    if skipped:
-        note.print("[dim]skipped: " + "; ".join(skipped) + "[/]", highlight=False, soft_wrap=True)
-    if save_baseline is not None:
-        path = kb.save_baseline(save_baseline, results, dev_class, command="archbench " + " ".join(sys.argv[1:]))
-        note.print(f"baseline for {dev_class} written to {path}", highlight=False, soft_wrap=True)
-    if gate is None:
-        return
-    entries, file, why = gate
-    if entries is None:
-        note.print(f"[yellow]note[/]: {why}", highlight=False, soft_wrap=True)
-        return
-    report = kb.run_gate(results, entries, threshold, remeasure=kb.remeasurer(spec, timer))
-    worst = report.worst
-    summary = (f"gate: {len(report.checked)} kernels vs {file} ({dev_class}), limit +{100 * threshold:.0f}%"
-               + (f"; worst {worst.label} at {worst.relative:.2f}x its baseline" if worst else ""))
-    if report.missing:
-        summary += f"; {len(report.missing)} without a baseline entry (not checked)"
-    if report.remeasured:
-        summary += f"; {len(report.remeasured)} measured twice"
-    if report.passed:
-        note.print(f"[green]pass[/] {summary}", highlight=False, soft_wrap=True)
-        return
-    err.print(f"[bold red]FAIL[/] {summary}", highlight=False, soft_wrap=True)
-    for f in report.failures:
-        err.print(f"[red]slower:[/] {f.message(threshold)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(1)
+    outcome = kernelbench.run(
+        ops=ops, impls=impls, seq_lens=seq_lens, shapes=shapes, batch=batch, heads=heads, head_dim=head_dim,
+        causal=causal, dtype=dtype, mode=mode, device=device, rounds=rounds, min_run_time=min_run_time, clock=clock,
+        memory=memory, fmt=fmt, slowdown=os.environ.get(kernelbench.SLOWDOWN_ENV), compare=compare,
+        max_slowdown=max_slowdown, save_baseline_to=save_baseline, command="archbench " + " ".join(sys.argv[1:]),
+        open_store=(lambda: _open(db)) if store_results else None,
+        progress=lambda: kernelbench.progress_bar(err, disable=quiet),
+        announce=lambda text: err.print(text, highlight=False, soft_wrap=True))
+    kernelbench.print_outcome(outcome, fmt, print_frame=print_frame, out=out, err=err)
+    if not outcome.passed:
+        raise typer.Exit(1)
 
 
 def main() -> None:
