@@ -310,13 +310,18 @@ def leaderboard(fmt: str = FORMAT, db: Optional[str] = DB,
 
     store = _open(db, readonly=True)
     if kernels:
-        from harness.bench import latest_kernel_frame
+        from harness.queries import KERNEL_COLUMNS, latest_kernels
 
-        kb = latest_kernel_frame(store)
+        kb = latest_kernels(store)
         if kb.empty and fmt == "table":
             out.print("no kernel benchmarks yet; run `archbench bench`")
         else:
-            print_frame(kb, fmt, title="kernel benchmarks (latest per op, impl, shape, device)")
+            kb = kb.sort_values(["device_name", "dtype", "mode", "seq_len", "op", "impl"], kind="stable")
+            kb = kb.assign(git_sha=kb["git_sha"].map(lambda s: s[:8] if isinstance(s, str) else s),
+                           created_at=kb["created_at"].map(lambda t: t.isoformat(sep=" ", timespec="seconds")
+                                                           if t is not None and t == t else None))
+            print_frame(kb[KERNEL_COLUMNS].reset_index(drop=True), fmt,
+                        title="kernel benchmarks (latest per op, impl, shape, device)")
         return
     frame = store.score_frame(task=task, size=size)
     if frame.empty and fmt == "table":
@@ -435,7 +440,7 @@ def bench_probes_cmd(preset: str = typer.Option("paper", help="which preset of e
 
     from harness import environment
     from tasks import get_task_class
-    from tasks.benchmark import bench_probes
+    from tasks.generation_speed import bench_probes
 
     for name in task or []:
         get_task_class(name)  # unknown names fail before any work
@@ -522,57 +527,23 @@ def bench_cmd(
 
     import torch
 
-    from harness import bench as kb
+    from harness import kernelbench
     from harness.plugins import load_plugins
 
     load_plugins(plugin or [])
     if threads:
         torch.set_num_threads(threads)
-    spec = kb.make_spec(ops=ops, impls=impls, seq_lens=seq_lens, shapes=shapes, batch=batch, heads=heads,
-                        head_dim=head_dim, causal=causal, dtype=dtype, mode=mode, device=device, rounds=rounds,
-                        memory=memory, slowdown=os.environ.get(kb.SLOWDOWN_ENV))
-    threshold = kb.parse_max_slowdown(max_slowdown)
-    dev_class = kb.device_class(spec.device)
-    gate = kb.load_baseline(compare, dev_class) if compare is not None else None
-    timer = kb.make_timer(spec.device, min_run_time, clock=clock)
-    store = _open(db) if store_results else None
-    if spec.slowdown:
-        err.print(f"[yellow]{kb.SLOWDOWN_ENV}[/]: planted slowdown {spec.slowdown}", highlight=False, soft_wrap=True)
-    with kb.progress_bar(err, disable=quiet) as progress:
-        results, skipped = kb.run_bench(spec, timer=timer, progress=progress)
-    if store is not None:
-        kb.store_results(store, results, spec.device)
-    print_frame(kb.results_frame(results, compact=fmt == "table"), fmt, title=kb.table_title(results, spec.device))
-    note = err if fmt in ("json", "csv") else out
-    for r in results:
-        if r.status != "ok":
-            note.print(f"[red]{r.status}[/] {r.label}: {r.error}", highlight=False, soft_wrap=True)
-    if skipped:
-        note.print("[dim]skipped: " + "; ".join(skipped) + "[/]", highlight=False, soft_wrap=True)
-    if save_baseline is not None:
-        path = kb.save_baseline(save_baseline, results, dev_class, command="archbench " + " ".join(sys.argv[1:]))
-        note.print(f"baseline for {dev_class} written to {path}", highlight=False, soft_wrap=True)
-    if gate is None:
-        return
-    entries, file, why = gate
-    if entries is None:
-        note.print(f"[yellow]note[/]: {why}", highlight=False, soft_wrap=True)
-        return
-    report = kb.run_gate(results, entries, threshold, remeasure=kb.remeasurer(spec, timer))
-    worst = report.worst
-    summary = (f"gate: {len(report.checked)} kernels vs {file} ({dev_class}), limit +{100 * threshold:.0f}%"
-               + (f"; worst {worst.label} at {worst.relative:.2f}x its baseline" if worst else ""))
-    if report.missing:
-        summary += f"; {len(report.missing)} without a baseline entry (not checked)"
-    if report.remeasured:
-        summary += f"; {len(report.remeasured)} measured twice"
-    if report.passed:
-        note.print(f"[green]pass[/] {summary}", highlight=False, soft_wrap=True)
-        return
-    err.print(f"[bold red]FAIL[/] {summary}", highlight=False, soft_wrap=True)
-    for f in report.failures:
-        err.print(f"[red]slower:[/] {f.message(threshold)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(1)
+    outcome = kernelbench.run(
+        ops=ops, impls=impls, seq_lens=seq_lens, shapes=shapes, batch=batch, heads=heads, head_dim=head_dim,
+        causal=causal, dtype=dtype, mode=mode, device=device, rounds=rounds, min_run_time=min_run_time, clock=clock,
+        memory=memory, fmt=fmt, slowdown=os.environ.get(kernelbench.SLOWDOWN_ENV), compare=compare,
+        max_slowdown=max_slowdown, save_baseline_to=save_baseline, command="archbench " + " ".join(sys.argv[1:]),
+        open_store=(lambda: _open(db)) if store_results else None,
+        progress=lambda: kernelbench.progress_bar(err, disable=quiet),
+        announce=lambda text: err.print(text, highlight=False, soft_wrap=True))
+    kernelbench.print_outcome(outcome, fmt, print_frame=print_frame, out=out, err=err)
+    if not outcome.passed:
+        raise typer.Exit(1)
 
 
 def main() -> None:

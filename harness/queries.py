@@ -248,32 +248,49 @@ _KERNEL_COLS = ["id", "op", "impl", "mode", "dtype", "batch", "seq_len", "heads"
                 "error", "median_ms", "tflops", "peak_fraction", "tokens_per_s", "peak_mem_bytes", "device_name",
                 "git_sha", "created_at"]
 
+KERNEL_POINT = ["mode", "dtype", "batch", "seq_len", "heads", "head_dim", "causal", "device_name"]
+"""A grid point: every kernel row at one point is compared with the SDPA row there."""
+KERNEL_KEY = ["op", "impl", *KERNEL_POINT]
+"""What one kernel benchmark row measures: an implementation of an op at one grid point."""
+KERNEL_COLUMNS = ["op", "impl", "mode", "dtype", "shape", "status", "median_ms", "vs_sdpa", "tokens_per_s", "tflops",
+                  "peak_fraction", "peak_mem_bytes", "device_name", "git_sha", "created_at"]
+"""The columns ``archbench leaderboard --kernels`` prints."""
+
+
+def kernel_shape_label(batch: int, seq_len: int, heads: int, head_dim: int, causal: bool = True) -> str:
+    """``B1-T256-H4-D64`` (the registry's ``KernelShape.label``), ``-full`` when not causal."""
+    return f"B{batch}-T{seq_len}-H{heads}-D{head_dim}" + ("" if causal else "-full")
+
 
 def kernel_frame(store: Store) -> pd.DataFrame:
-    """Every kernel benchmark row (oldest first) with ``shape`` (``B1-H4-D64``, ``-full``
-    when not causal) and ``kernel`` (``op/impl``) labels."""
+    """Every kernel benchmark row (oldest first) with ``shape`` (:func:`kernel_shape_label`)
+    and ``kernel`` (``op/impl``) labels."""
     cols = [getattr(KernelBenchmark, c) for c in _KERNEL_COLS]
     with store.session() as s:
         df = _frame(s.execute(select(*cols).order_by(KernelBenchmark.created_at, KernelBenchmark.id)).all(),
                     _KERNEL_COLS)
     if df.empty:
         return df.assign(shape=pd.Series(dtype=str), kernel=pd.Series(dtype=str))
-    df["shape"] = [f"B{b}-H{h}-D{d}" + ("" if c else "-full")
-                   for b, h, d, c in zip(df["batch"], df["heads"], df["head_dim"], df["causal"])]
+    df["shape"] = [kernel_shape_label(b, t, h, d, c) for b, t, h, d, c in
+                   zip(df["batch"], df["seq_len"], df["heads"], df["head_dim"], df["causal"])]
     df["kernel"] = df["op"] + "/" + df["impl"]
     df["created_at"] = pd.to_datetime(df["created_at"])
     return df
 
 
-def latest_kernels(df: pd.DataFrame) -> pd.DataFrame:
-    """The newest row per (kernel, mode, dtype, shape, seq_len, device), with ``vs_sdpa``:
-    its time over the newest SDPA time at the same point."""
+def latest_kernels(source: Store | pd.DataFrame) -> pd.DataFrame:
+    """The newest row per :data:`KERNEL_KEY` (op, impl, mode, dtype, shape with T, causal,
+    device), failed ones included, with ``vs_sdpa``: its time over the newest SDPA row's at
+    the same point.  ``source`` is a store, or a :func:`kernel_frame` already read from one.
+    The one "latest kernel rows" query: ``archbench leaderboard --kernels`` and the
+    dashboard's kernels page both use it."""
+    df = kernel_frame(source) if isinstance(source, Store) else source
     if df.empty:
         return df.assign(vs_sdpa=pd.Series(dtype=float))
-    point = ["mode", "dtype", "shape", "seq_len", "device_name"]
-    latest = df.sort_values(["created_at", "id"]).drop_duplicates(["op", "impl", *point], keep="last")
+    latest = df.sort_values(["created_at", "id"]).drop_duplicates(KERNEL_KEY, keep="last")
     base = latest[(latest["op"] == KERNEL_BASELINE[0]) & (latest["impl"] == KERNEL_BASELINE[1])]
-    latest = latest.merge(base[[*point, "median_ms"]].rename(columns={"median_ms": "_base"}), on=point, how="left")
+    latest = latest.merge(base[[*KERNEL_POINT, "median_ms"]].rename(columns={"median_ms": "_base"}),
+                          on=KERNEL_POINT, how="left")
     latest["vs_sdpa"] = latest["median_ms"] / latest["_base"]
     return latest.drop(columns="_base").reset_index(drop=True)
 

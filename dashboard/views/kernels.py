@@ -27,6 +27,14 @@ if ok.empty:
                  hide_index=True)
     st.stop()
 
+GRID = ["batch", "heads", "head_dim", "causal"]  # the chart's x axis is seq_len
+
+
+def grid_label(g: tuple) -> str:
+    b, h, d, causal = g
+    return f"B{b} H{h} D{d}" + ("" if causal else " non-causal")
+
+
 c = st.columns(4)
 device = c[0].selectbox("Device", sorted(ok["device_name"].unique()), key="k_device")
 ok = ok[ok["device_name"] == device]
@@ -34,8 +42,9 @@ dtype = c[1].selectbox("dtype", sorted(ok["dtype"].unique()), key="k_dtype")
 ok = ok[ok["dtype"] == dtype]
 mode = c[2].selectbox("Mode", sorted(ok["mode"].unique()), key="k_mode")
 ok = ok[ok["mode"] == mode]
-shape = c[3].selectbox("Shape (batch, heads, head dim)", sorted(ok["shape"].unique()), key="k_shape")
-ok = ok[ok["shape"] == shape]
+grids = sorted({tuple(g) for g in ok[GRID].itertuples(index=False)})
+grid = c[3].selectbox("Shape (batch, heads, head dim)", grids, format_func=grid_label, key="k_shape")
+ok = ok[(ok[GRID] == pd.Series(grid, index=GRID)).all(axis=1)]
 kernels = sorted(ok["kernel"].unique())
 pick = st.multiselect("Kernels (op/impl)", kernels, default=kernels, key="k_kernels")
 ok = ok[ok["kernel"].isin(pick)]
@@ -43,7 +52,10 @@ if ok.empty:
     st.warning("Pick at least one kernel.")
     st.stop()
 
-latest = latest_kernels(ok)
+# the newest row per kernel and point (the query `archbench leaderboard --kernels` prints),
+# of the chosen ones that worked
+latest = latest_kernels(kf)
+latest = latest[(latest["status"] == "ok") & latest["median_ms"].notna() & latest["id"].isin(ok["id"])]
 color = alt.Color("kernel:N", title="op/impl")
 tip = ["kernel", "seq_len", alt.Tooltip("median_ms:Q", format=".4f"), alt.Tooltip("tflops:Q", format=".1f"),
        alt.Tooltip("vs_sdpa:Q", format=".2f"), "git_sha"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels.benchmark import make_runner
+from harness.kernelbench import make_runner
 from kernels.registry import BASELINE, KernelShape, get_kernel
 
 SHAPE = KernelShape(batch=1, seq_len=128, heads=2, head_dim=32)

@@ -1,4 +1,4 @@
-"""Generation speed of every registered probe: ``python -m tasks.benchmark``.
+"""Generation speed of every registered probe: ``python -m tasks.generation_speed``.
 
 Times ``generate("train")`` at a preset (the ``paper`` one by default) with
 ``time.perf_counter``: each repetition generates at least ``n_tokens`` tokens (one call
@@ -93,7 +93,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m tasks.benchmark", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m tasks.generation_speed", description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="paper", help="preset to time (default: paper)")
     ap.add_argument("--all-paper", action="store_true", help="also every paper-* preset (mqar's grid, 5x5, ...)")
     ap.add_argument("--tokens", type=int, default=2_000_000, help="tokens per repetition (default 2M)")

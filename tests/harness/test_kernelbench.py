@@ -16,7 +16,9 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 import kernels.registry as reg
-from harness import bench as kb
+from harness import kernelbench as kb
+from harness.kernelbench import command
+from harness.queries import latest_kernels
 from harness import environment
 from harness.cli import app
 from harness.errors import UserError
@@ -52,15 +54,19 @@ class FakeTimer:
 
     kind = "cpu"
 
-    def __init__(self, scale: float = 1.0, memory: int | None = 4096):
-        self.scale, self.memory, self.timed = scale, memory, 0
+    def __init__(self, scale: float = 1.0, memory: int | None = 4096, calls: int = 1):
+        self.scale, self.memory, self.timed, self.calls = scale, memory, 0, calls
 
     def time(self, fn):
         self.timed += 1
-        before = Clock.units
-        fn()
-        ms = (Clock.units - before) * self.scale
-        return kb.Timing(ms, 0.9 * ms, 1.1 * ms)
+        units = []
+        for _ in range(self.calls):
+            before = Clock.units
+            fn()
+            units.append((Clock.units - before) * self.scale)
+        ms = sorted(units)[len(units) // 2]
+        mean = None if self.calls == 1 else sum(units) / len(units)
+        return kb.Timing(ms, 0.9 * ms, 1.1 * ms, mean)
 
     def peak_memory(self, fn, device):
         return self.memory
@@ -287,9 +293,48 @@ def test_bad_options_are_user_errors(fake_kernels, kw, needle):
 def test_slowdown_env_parsing():
     assert kb.parse_slowdown("fox=2, path=3") == {"fox": 2, "path": 3}
     assert kb.parse_slowdown("") == {} and kb.parse_slowdown(None) == {}
-    for bad in ("fox", "fox=0", "fox=1.5", "=2"):
-        with pytest.raises(UserError, match="ARCHBENCH_SLOWDOWN"):
+    assert kb.parse_slowdown("fox=1.25") == {"fox": 1.25}
+    for bad in ("fox", "fox=0", "fox=0.5", "fox=abc", "fox=inf", "fox=nan", "=2"):
+        with pytest.raises(UserError, match="ARCHBENCH_SLOWDOWN.*e.g. fox=2 or fox=1.25"):
             kb.parse_slowdown(bad)
+
+
+@pytest.mark.parametrize("factor", [1.0, 1.25, 1.5, 2.0, 2.3, 3.0, 1.1])
+@pytest.mark.parametrize("n", [1, 7, 40, 1000])
+def test_fractional_slowdown_runs_the_op_round_n_times_factor(factor, n):
+    calls = []
+    run = kb.slowed(lambda: calls.append(1), factor)
+    for _ in range(n):
+        run()
+    assert abs(len(calls) - round(n * factor)) <= 1
+
+
+def test_fractional_slowdown_is_spread_over_any_stretch_of_calls():
+    calls = []
+    run = kb.slowed(lambda: calls.append(1), 1.25)
+    for _ in range(100):
+        run()
+    before = len(calls)
+    for _ in range(8):  # any 8 consecutive calls: 10 runs, give or take one
+        run()
+    assert abs(len(calls) - before - 10) <= 1
+
+
+def test_gate_ratio_is_the_median_of_paired_round_ratios(fake_kernels):
+    results, _ = kb.run_bench(_spec(ops="fox", rounds=3, mode="fwd", seq_lens="16"), timer=FakeTimer(calls=4))
+    fox = next(r for r in results if r.op == "fox")
+    assert fox.paired_ratios == [2.0, 2.0, 2.0] and fox.gate_ratio == 2.0
+    fox.paired_ratios = [2.0, 9.0, 2.2]  # one disturbed round does not move it
+    assert fox.gate_ratio == 2.2
+    assert "paired_ratios" not in fox.record()
+
+
+def test_planted_fractional_slowdown_shows_in_the_gate_ratio(fake_kernels):
+    results, _ = kb.run_bench(_spec(ops="fox", slowdown="fox=1.25", mode="fwd", seq_lens="16"),
+                              timer=FakeTimer(calls=8))
+    fox = next(r for r in results if r.op == "fox")
+    assert fox.gate_ratio == pytest.approx(2.5, rel=1 / 8)  # 2 units x 1.25, within one call of eight
+    assert next(r for r in results if r.op == "softmax").sdpa_ms == 1.0
 
 
 def test_planted_slowdown_repeats_the_op_not_the_baseline(fake_kernels):
@@ -438,7 +483,7 @@ def test_rows_are_stored_with_git_sha_and_environment(fake_kernels, db_url):
         assert row.git_sha == info["git_sha"] and row.environment_id == env_id
         assert row.status == "ok" and (row.median_ms, row.p20_ms, row.p80_ms) == measured[row.op]
         assert row.device_name == environment.device_name("cpu") and row.dtype == "float32"
-    frame = kb.latest_kernel_frame(store)
+    frame = latest_kernels(store)
     assert set(frame.op) == {"softmax", "fox", "path"}
     assert frame.set_index("op").loc["fox", "vs_sdpa"] == 2.0
 
@@ -461,7 +506,7 @@ def test_cli_bench_tiny_real_grid_writes_rows(tmp_path):
 
 
 def test_cli_bench_json_output(fake_kernels, monkeypatch, tmp_path):
-    monkeypatch.setattr(kb, "make_timer", lambda *a, **k: FakeTimer())
+    monkeypatch.setattr(command, "make_timer", lambda *a, **k: FakeTimer())
     res = runner.invoke(app, ["bench", "-T", "16", "--mode", "fwd", "--no-store", "-q", "--format", "json"])
     assert res.exit_code == 0, res.output
     rows = json.loads(res.stdout)
@@ -476,6 +521,7 @@ def test_cli_bench_json_output(fake_kernels, monkeypatch, tmp_path):
     (["--ops", "nosuch"], "unknown op 'nosuch'"),
     (["--max-slowdown", "20"], "write it as a percentage"),
     (["--compare", "missing.json"], "does not exist"),
+    (["--format", "xml"], "unknown --format 'xml'"),
 ])
 def test_cli_bad_input_exits_2_and_writes_nothing(fake_kernels, tmp_path, monkeypatch, args, needle):
     monkeypatch.chdir(tmp_path)
@@ -491,7 +537,7 @@ def test_cli_bad_slowdown_env_exits_2(fake_kernels):
 
 
 def test_cli_gate_save_compare_and_planted_slowdown(fake_kernels, monkeypatch, tmp_path):
-    monkeypatch.setattr(kb, "make_timer", lambda *a, **k: FakeTimer())
+    monkeypatch.setattr(command, "make_timer", lambda *a, **k: FakeTimer())
     base_dir = tmp_path / "baselines"
     base_dir.mkdir()
     grid = ["bench", "-T", "16,32", "--mode", "fwd+bwd", "--no-store", "-q"]
@@ -504,10 +550,30 @@ def test_cli_gate_save_compare_and_planted_slowdown(fake_kernels, monkeypatch, t
     assert res.exit_code == 0, res.output
     assert "pass" in res.output and "4 kernels" in res.output
     # a machine 3x slower everywhere still passes: SDPA got slower too
-    monkeypatch.setattr(kb, "make_timer", lambda *a, **k: FakeTimer(scale=3.0))
+    monkeypatch.setattr(command, "make_timer", lambda *a, **k: FakeTimer(scale=3.0))
     assert runner.invoke(app, [*grid, "--compare", str(base_dir)]).exit_code == 0
     res = runner.invoke(app, [*grid, "--compare", str(base_dir)], env={kb.SLOWDOWN_ENV: "fox=2"})
     assert res.exit_code == 1, res.output
     assert "FAIL" in res.output and "fox/torch fwd+bwd float32 B1-T16-H4-D64" in res.output
     assert "path/torch" not in res.stderr.split("FAIL", 1)[1]
     assert "+100%" in res.output
+
+
+def test_cli_gate_catches_a_planted_quarter_slowdown(fake_kernels, monkeypatch, tmp_path):
+    monkeypatch.setattr(command, "make_timer", lambda *a, **k: FakeTimer(calls=8))
+    grid = ["bench", "-T", "16", "--mode", "fwd+bwd", "--no-store", "-q", "--rounds", "3"]
+    res = runner.invoke(app, [*grid, "--save-baseline", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, [*grid, "--compare", str(tmp_path), "--max-slowdown", "15%"],
+                        env={kb.SLOWDOWN_ENV: "fox=1.25"})
+    assert res.exit_code == 1 and "planted slowdown {'fox': 1.25}" in res.output
+    assert "fox/torch fwd+bwd" in res.stderr.split("FAIL", 1)[1] and "measured twice" in res.output
+    res = runner.invoke(app, [*grid, "--compare", str(tmp_path), "--max-slowdown", "30%"],
+                        env={kb.SLOWDOWN_ENV: "fox=1.25"})
+    assert res.exit_code == 0, res.output
+
+
+def test_baseline_without_gate_ratio_is_compared_on_its_ratio():
+    old = {k: {"ratio": v["ratio"]} for k, v in BASE.items()}
+    assert kb.run_gate(_run(), old, 0.2).passed
+    assert not kb.run_gate(_run(fox=2.6), old, 0.2).passed

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from tasks.benchmark import TARGET_TOKENS_PER_S, bench_probes, format_table, main
+from tasks.generation_speed import TARGET_TOKENS_PER_S, bench_probes, format_table, main
 
 
 def test_bench_probes_times_every_probe(capsys):
