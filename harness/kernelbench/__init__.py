@@ -30,7 +30,7 @@ interleaved rounds), :mod:`~harness.kernelbench.flops` (FLOPs and peak throughpu
 
 from harness.kernelbench.command import BenchOutcome, run
 from harness.kernelbench.flops import (
-    BWD_ATTENTION, BWD_EXTRA, CHUNK, GPU_PEAK_TFLOPS, attention_flops, forward_flops, kernel_flops, peak_tflops,
+    BWD_ATTENTION, BWD_EXTRA, GPU_PEAK_TFLOPS, kernel_flops, peak_tflops,
 )
 from harness.kernelbench.gate import (
     BASELINE_FORMAT, GateFinding, GateReport, baseline_path, compare, load_baseline, parse_max_slowdown, run_gate,
@@ -49,10 +49,10 @@ from harness.kernelbench.timers import (
 )
 
 __all__ = [
-    "BASELINE_FORMAT", "BWD_ATTENTION", "BWD_EXTRA", "CHUNK", "DTYPES", "GPU_PEAK_TFLOPS", "MODES", "SLOWDOWN_ENV",
+    "BASELINE_FORMAT", "BWD_ATTENTION", "BWD_EXTRA", "DTYPES", "GPU_PEAK_TFLOPS", "MODES", "SLOWDOWN_ENV",
     "BenchOutcome", "BenchResult", "BenchSpec", "CpuTimer", "CudaTimer", "GateFinding", "GateReport", "Group",
-    "Progress", "Timing", "attention_flops", "baseline_path", "compare", "cpu_peak_memory", "default_dtype",
-    "device_class", "device_name", "dtype_name", "forward_flops", "kernel_flops", "load_baseline", "make_runner",
+    "Progress", "Timing", "baseline_path", "compare", "cpu_peak_memory", "default_dtype",
+    "device_class", "device_name", "dtype_name", "kernel_flops", "load_baseline", "make_runner",
     "make_spec", "make_timer", "measure", "parse_causal", "parse_dtypes", "parse_max_slowdown", "parse_modes",
     "parse_shapes", "parse_slowdown", "peak_tflops", "plan", "print_outcome", "progress_bar", "remeasurer",
     "resolve_device", "results_frame", "run", "run_bench", "run_gate", "save_baseline", "select_entries",
