@@ -1,4 +1,5 @@
-"""The ``archbench`` command line.
+"""The ``archbench`` command line: each command parses its options, makes one harness call
+and prints what comes back (:mod:`harness.report`); the work is done in ``harness``.
 
 Every command that a user can feed bad input prints one ``error: ...`` line naming the
 fix and exits with status 2; nothing is written to the store in that case.
@@ -13,17 +14,13 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import typer
-import yaml
-from rich.console import Console
-from rich.table import Table
+
+from harness.report import err, out, print_board, print_frame, print_settings, run_line
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benchmark and rank neural sequence architectures.")
 db_app = typer.Typer(no_args_is_help=True, help="Manage the results database.")
 app.add_typer(db_app, name="db")
-
-out = Console()
-err = Console(stderr=True)
 
 DB = typer.Option(None, "--db", help="SQLAlchemy URL or SQLite path (default: $ARCHBENCH_DB or sqlite:///results.db)")
 FORMAT = typer.Option("table", "--format", "-f", help="table, markdown, csv or json")
@@ -55,90 +52,16 @@ def handles_errors(fn: Callable) -> Callable:
     return wrapper
 
 
-def _parse_sets(sets: list[str] | None) -> dict[str, Any]:
-    from harness.errors import UserError
-
-    out_: dict[str, Any] = {}
-    for item in sets or []:
-        if "=" not in item:
-            raise UserError(f"--set takes key=value, got {item!r}")
-        key, value = item.split("=", 1)
-        try:
-            out_[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            out_[key.strip()] = value
-    return out_
-
-
-def _fmt(x: Any) -> str:
-    if isinstance(x, float):
-        return "-" if x != x else f"{x:.3f}"
-    return "-" if x is None else str(x)
-
-
-def print_frame(df, fmt: str, title: str | None = None, red_rows=None) -> None:  # noqa: ANN001
-    from harness.errors import UserError
-
-    if fmt == "json":
-        sys.stdout.write(df.to_json(orient="records", indent=2) + "\n")
-    elif fmt == "csv":
-        sys.stdout.write(df.to_csv(index=False))
-    elif fmt == "markdown":
-        cols = list(df.columns)
-        lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-        lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
-        sys.stdout.write("\n".join(lines) + "\n")
-    elif fmt == "table":
-        t = Table(title=title, header_style="bold")
-        for c in df.columns:
-            t.add_column(str(c), justify="right" if df[c].dtype.kind in "fiu" else "left")
-        red = [False] * len(df) if red_rows is None else list(red_rows)
-        for row, is_red in zip(df.itertuples(index=False), red):
-            t.add_row(*(_fmt(v) for v in row), style="red" if is_red else None)
-        out.print(t)
-    else:
-        raise UserError(f"unknown --format {fmt!r}; use table, markdown, csv or json")
-
-
-def print_board(lb, fmt: str, title: str) -> None:  # noqa: ANN001
-    """The leaderboard: ranked entries, then the incomplete ones and the notes. In a terminal
-    too narrow for the per-probe columns, the summary ones."""
-    from harness.ranking import task_columns
-
-    table = lb.table.drop(columns=["entry_id"], errors="ignore")
-    if fmt in ("json", "csv"):
-        print_frame(table, fmt, title=title)
-        return
-    if table.empty:
-        print_frame(table, fmt, title=title)
-    else:
-        t = table.copy()  # the interval in one column, short headers
-        t.insert(t.columns.get_loc("ci_low"), "95% CI", [
-            f"{a:.3f}-{b:.3f}" if a == a else "none (1 seed)" for a, b in zip(t.ci_low, t.ci_high)])
-        t = t.drop(columns=["ci_low", "ci_high"]).rename(columns={"win_rate": "win", "n_params": "params"})
-        probes = task_columns(table)
-        if fmt == "table" and probes and out.width < 90 + 9 * len(probes):
-            t = t.drop(columns=probes)
-            print_frame(t, fmt, title=title, red_rows=t["failed"] > 0)
-            out.print(f"[dim]per-probe columns ({', '.join(probes)}): widen the terminal or use --format markdown[/]")
-        else:
-            print_frame(t, fmt, title=title, red_rows=t["failed"] > 0)
-        spreads = lb.spreads()
-        if spreads:
-            dead = [c for c, v in spreads.items() if v < 0.05]
-            line = "column spread (max - min): " + ", ".join(f"{c} {v:.2f}" for c, v in spreads.items())
-            out.print(line + (f"; [red]separates nothing (< 0.05): {', '.join(dead)}[/]" if dead else ""),
-                      highlight=False)
-    if not lb.incomplete.empty:
-        print_frame(lb.incomplete, fmt, title="incomplete (not ranked: missing task settings)")
-    for note in lb.notes:
-        out.print(f"[yellow]note:[/] {note}", highlight=False)
-
-
 def _open(db: str | None, readonly: bool = False):  # noqa: ANN202
     from harness.store import Store
 
     return Store(db, readonly=readonly)
+
+
+def _plugins(plugin: list[str] | None) -> None:
+    from harness.plugins import load_plugins
+
+    load_plugins(plugin or [])
 
 
 # -- train / eval ---------------------------------------------------------------------
@@ -156,32 +79,12 @@ def train(
     plugin: Optional[list[str]] = PLUGIN,
 ) -> None:
     """Train one run and store its learning curve, scores and checkpoint."""
-    from harness.config import _set_path, parse_run_config
-    from harness.errors import UserError
-    from harness.plugins import load_plugins
-    from harness.train import train_run
+    from harness.config import build_run_config
+    from harness.train import train_to_store
 
-    load_plugins(plugin or [])
-    data: dict[str, Any] = {}
-    if config is not None:
-        if not config.is_file():
-            raise UserError(f"run config {str(config)!r} does not exist")
-        data = yaml.safe_load(config.read_text()) or {}
-        if not isinstance(data, dict):
-            raise UserError(f"{config} must hold a mapping (a run config)")
-    if arch:
-        data = _set_path(data, "arch.name", arch)
-    if task:
-        data = _set_path(data, "task.name", task)
-    if preset:
-        data = _set_path(data, "task.preset", preset)
-    for k, v in _parse_sets(set_).items():
-        data = _set_path(data, k, v)
-    if "task" not in data:
-        raise UserError("say which task to train on: --task NAME (see `archbench tasks`) or a config file")
-    cfg = parse_run_config(data)
-    store = _open(db)
-    r = train_run(cfg, store, checkpoint_dir=checkpoint_dir, progress=not quiet, retry_failed=retry_failed)
+    _plugins(plugin)
+    cfg = build_run_config(config, arch=arch, task=task, preset=preset, sets=set_)
+    r = train_to_store(cfg, db, checkpoint_dir=checkpoint_dir, progress=not quiet, retry_failed=retry_failed)
     _report_run(r, cfg)
     if r.status.startswith("skipped"):
         out.print(f"run {r.run_id} was not trained again ({r.status.split(':', 1)[1]}); "
@@ -191,18 +94,7 @@ def train(
 
 
 def _report_run(r, cfg) -> None:  # noqa: ANN001
-    from harness.train import arch_label
-
-    what = f"{arch_label(cfg)} {cfg.task.setting_label} lr={cfg.optimizer.lr:g} seed={cfg.seed}"
-    if r.status == "done":
-        out.print(f"[green]done[/] {r.run_id} {what}: val {r.scores['val_score']:.4f} "
-                  f"test {r.scores['test_score']:.4f} ({r.step} steps, {r.seconds:.1f}s) -> {r.checkpoint}",
-                  highlight=False)
-    elif r.status.startswith("skipped"):
-        out.print(f"[dim]skip[/] {r.run_id} {what} ({r.status.split(':', 1)[1]})", highlight=False)
-    else:
-        last = (r.error or "").strip().splitlines()[-1:] or [""]
-        out.print(f"[red]{r.status}[/] {r.run_id} {what}: {last[0]}", highlight=False)
+    out.print(run_line(r, cfg), highlight=False)
 
 
 @app.command("eval")
@@ -219,51 +111,37 @@ def eval_(
     db: Optional[str] = DB, fmt: str = FORMAT, plugin: Optional[list[str]] = PLUGIN,
 ) -> None:
     """Score a checkpoint on its task's splits, other task settings, or a data file."""
-    from harness.evaluate_checkpoint import evaluate_checkpoint, store_evaluation
-    from harness.plugins import load_plugins
-
-    load_plugins(plugin or [])
-    rows = evaluate_checkpoint(checkpoint, task=task, preset=preset, overrides=_parse_sets(set_),
-                               data_file=data, splits=split, seed=seed)
-    store_evaluation(_open(db), rows)
     import pandas as pd
 
-    print_frame(pd.DataFrame(rows)[["split", "name", "value", "n_examples"]], fmt, title=f"eval {checkpoint}")
+    from harness.evaluate_checkpoint import evaluate_and_store
+    from harness.report import EVAL_COLUMNS
+
+    _plugins(plugin)
+    rows = evaluate_and_store(checkpoint, db, task=task, preset=preset, sets=set_, data_file=data, splits=split,
+                              seed=seed)
+    print_frame(pd.DataFrame(rows)[EVAL_COLUMNS], fmt, title=f"eval {checkpoint}")
 
 
 # -- sweeps ---------------------------------------------------------------------------
 
 def _run_sweep_file(path: Path, jobs: int, dry_run: bool, db: str | None, checkpoint_dir: str, quiet: bool,
                     retry_failed: bool, plugins: list[str] | None = None) -> None:
-    from harness.config import expand_sweep, load_sweep, run_id
-    from harness.plugins import load_plugins
-    from harness.sweep import require_runs, run_sweep
-    from harness.train import arch_label
+    from harness.sweep import plan_sweep, run_sweep_file
 
-    sweep = load_sweep(path)
-    require_runs(sweep, path)
-    load_plugins(sweep.plugins, base_dir=path.parent)  # sweep-file paths are relative to the file
-    load_plugins(plugins or [])
-    configs = expand_sweep(sweep)
     if dry_run:
-        for i, c in enumerate(configs, 1):
-            print(f"{i:4d}  {run_id(c)}  {arch_label(c):20s} {c.arch.size_label:12s} "
-                  f"{c.task.setting_label}  lr={c.optimizer.lr:g} seed={c.seed}")
-        out.print(f"{len(configs)} runs in sweep {sweep.name!r}")
+        plan = plan_sweep(path, plugins)
+        for line in plan.listing():
+            print(line)
+        out.print(f"{len(plan.configs)} runs in sweep {plan.name!r}")
         return
-    store = _open(db)
-    out.print(f"sweep {sweep.name!r}: {len(configs)} runs, {jobs} at a time, results in {store.url}")
-    results = run_sweep(configs, store, sweep=sweep.name, jobs=jobs, checkpoint_dir=checkpoint_dir,
-                        progress=not quiet, retry_failed=retry_failed, on_result=_report_run)
-    counts: dict[str, int] = {}
-    for r in results:
-        k = r.status.split(":")[0]
-        counts[k] = counts.get(k, 0) + 1
-    out.print(", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
-    from harness.queries import scoped_leaderboard
 
-    lb, _ = scoped_leaderboard(store.score_frame(), sweep=sweep.name)
-    print_board(lb, "table", title=f"leaderboard: {sweep.name}")
+    def started(plan, url: str) -> None:  # noqa: ANN001
+        out.print(f"sweep {plan.name!r}: {len(plan.configs)} runs, {jobs} at a time, results in {url}")
+
+    done = run_sweep_file(path, db, jobs=jobs, checkpoint_dir=checkpoint_dir, progress=not quiet,
+                          retry_failed=retry_failed, plugins=plugins, on_start=started, on_result=_report_run)
+    out.print(done.summary)
+    print_board(done.leaderboard, "table", title=f"leaderboard: {done.name}")
 
 
 JOBS = typer.Option(1, "--jobs", "-j", min=1, help="runs at a time (local process pool)")
@@ -330,8 +208,7 @@ def leaderboard(fmt: str = FORMAT, db: Optional[str] = DB,
     lb, scope = scoped_leaderboard(frame, sweep=sweep, every_sweep=every, exclude_failed=exclude_failed)
     title = f"archbench leaderboard: {scope}" + (" [failures excluded]" if exclude_failed else "")
     if settings:
-        print_frame(lb.settings.drop(columns=["entry_id", "setting_id", "task_id"], errors="ignore"), fmt,
-                    title=title + ", per task setting")
+        print_settings(lb, fmt, title=title + ", per task setting")
     else:
         print_board(lb, fmt, title=title)
 
@@ -342,17 +219,9 @@ def runs(db: Optional[str] = DB, status: Optional[str] = typer.Option(None, help
          arch: Optional[str] = None, task: Optional[str] = None, sweep: Optional[str] = None,
          limit: Optional[int] = typer.Option(None, min=1), fmt: str = FORMAT) -> None:
     """List runs with their status and headline scores."""
-    import pandas as pd
+    from harness.report import runs_table
 
-    from harness.errors import UserError
-    from harness.store import RUN_STATUSES
-
-    if status is not None and status not in RUN_STATUSES:
-        raise UserError(f"unknown --status {status!r}; use one of {', '.join(RUN_STATUSES)}")
-    rows = _open(db, readonly=True).runs(status=status, arch=arch, task=task, sweep=sweep, limit=limit)
-    df = pd.DataFrame([dict(id=r.id, status=r.status, arch=r.arch_label, size=r.size, task=r.task_setting,
-                            lr=r.lr, seed=r.seed, step=r.step, val=r.val_score, test=r.test_score,
-                            seconds=r.duration_s, sweep=r.sweep) for r in rows])
+    df = runs_table(db, status=status, arch=arch, task=task, sweep=sweep, limit=limit)
     if df.empty and fmt == "table":
         out.print("no runs match")
         return
@@ -363,41 +232,20 @@ def runs(db: Optional[str] = DB, status: Optional[str] = typer.Option(None, help
 @handles_errors
 def db_upgrade(db: Optional[str] = DB) -> None:
     """Migrate a results database to the newest schema."""
-    from harness.store import engine as eng
+    from harness.floors import upgrade_store
 
-    from harness.floors import backfill_floors
-    from harness.store import Store
-
-    url = eng.resolve_url(db)
-    e = eng.create(url)
-    before, after = eng.upgrade(e)
-    out.print(f"{url}: schema {before or 'empty'} -> {after}")
-    filled, skipped = backfill_floors(Store(url))
-    if filled or skipped:
-        out.print(f"no-skill floors computed for {filled} runs from their stored configs"
-                  + (f"; {len(skipped)} left at chance (e.g. {next(iter(skipped.values()))})" if skipped else ""),
-                  highlight=False)
+    for line in upgrade_store(db):
+        out.print(line, highlight=False)
 
 
 @app.command()
 @handles_errors
 def tasks(fmt: str = FORMAT, plugin: Optional[list[str]] = PLUGIN) -> None:
     """List the registered tasks with their knobs and presets."""
-    import pandas as pd
+    from harness.report import task_table
 
-    from harness.plugins import load_plugins
-
-    load_plugins(plugin or [])
-    from tasks import get_task_class, task_names
-
-    rows = []
-    for name in task_names():
-        cls = get_task_class(name)
-        skip = {"n_train", "n_val", "n_test"}
-        knobs = ", ".join(f"{k}={f.default!r}" for k, f in cls.Config.model_fields.items() if k not in skip)
-        rows.append(dict(task=name, metric=cls.metric, presets=", ".join(cls.presets), knobs=knobs,
-                         description=cls.description))
-    print_frame(pd.DataFrame(rows), fmt, title="tasks")
+    _plugins(plugin)
+    print_frame(task_table(), fmt, title="tasks")
 
 
 @app.command()
@@ -406,25 +254,11 @@ def archs(d_model: int = typer.Option(128, "--d-model"), n_layers: int = typer.O
           n_heads: int = typer.Option(4, "--n-heads"), vocab: int = typer.Option(8192, help="vocabulary size"),
           fmt: str = FORMAT, plugin: Optional[list[str]] = PLUGIN) -> None:
     """List the registered architectures with parameter counts at one size."""
-    import pandas as pd
+    from harness.report import arch_table
 
-    from harness.plugins import load_plugins
-
-    load_plugins(plugin or [])
-    from models import LM, ArchConfig, mixer_names
-    from models.registry import mixer_description
-
-    rows = []
-    base = None
-    for name in mixer_names():
-        m = LM(ArchConfig(name=name, d_model=d_model, n_layers=n_layers, n_heads=n_heads), vocab)
-        n = m.num_params(embeddings=False)
-        base = n if name == "transformer" else base
-        rows.append(dict(arch=name, params=m.num_params(), non_embedding=n, description=mixer_description(name)))
-    df = pd.DataFrame(rows)
-    if base:
-        df.insert(3, "vs_transformer", df["non_embedding"] / base)
-    print_frame(df, fmt, title=f"architectures at d_model={d_model}, n_layers={n_layers}, n_heads={n_heads}")
+    _plugins(plugin)
+    print_frame(arch_table(d_model, n_layers, n_heads, vocab), fmt,
+                title=f"architectures at d_model={d_model}, n_layers={n_layers}, n_heads={n_heads}")
 
 
 @app.command("bench-probes")

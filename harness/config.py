@@ -217,6 +217,48 @@ def _set_path(d: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
     return _deep_merge(d, patch)
 
 
+def parse_sets(sets: list[str] | None) -> dict[str, Any]:
+    """``--set key=value`` options as {key: value}; each value is read as YAML (``1e-3`` is a
+    number, ``[1, 2]`` a list), falling back to the text itself."""
+    out: dict[str, Any] = {}
+    for item in sets or []:
+        if "=" not in item:
+            raise UserError(f"--set takes key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            out[key.strip()] = value
+    return out
+
+
+def build_run_config(config_file: str | Path | None = None, *, arch: str | None = None, task: str | None = None,
+                     preset: str | None = None, sets: list[str] | None = None) -> RunConfig:
+    """The one place a run config is built from a file plus overrides (``archbench train``).
+
+    ``config_file`` (YAML, optional) is the start; ``arch``, ``task`` and ``preset`` set
+    ``arch.name``, ``task.name`` and ``task.preset``; then each ``sets`` item
+    (``"optimizer.lr=3e-4"``, a dotted path) in order.  Returns the validated, resolved
+    config or raises one :class:`UserError`.
+    """
+    data: dict[str, Any] = {}
+    if config_file is not None:
+        path = Path(config_file)
+        if not path.is_file():
+            raise UserError(f"run config {str(path)!r} does not exist")
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise UserError(f"{path} must hold a mapping (a run config)")
+    for dotted, value in (("arch.name", arch), ("task.name", task), ("task.preset", preset)):
+        if value:
+            data = _set_path(data, dotted, value)
+    for k, v in parse_sets(sets).items():
+        data = _set_path(data, k, v)
+    if "task" not in data:
+        raise UserError("say which task to train on: --task NAME (see `archbench tasks`) or a config file")
+    return parse_run_config(data)
+
+
 def expand_sweep(sweep: SweepFile) -> list[RunConfig]:
     """The grid's runs in a deterministic order (include entries outermost, then axes as written)."""
     includes = sweep.include or [{}]

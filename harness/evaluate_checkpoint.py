@@ -135,3 +135,16 @@ def data_sha256(p: Path) -> str | None:
 def store_evaluation(store: Store, rows: list[dict[str, Any]]) -> None:
     env_id = store.environment(environment.describe("cpu"))
     store.record_evaluation([{**r, "environment_id": env_id} for r in rows])
+
+
+def evaluate_and_store(path: str | Path, db: str | None = None, *, sets: list[str] | None = None,
+                       **kwargs: Any) -> list[dict[str, Any]]:
+    """``archbench eval``: :func:`evaluate_checkpoint` (``sets``: ``--set key=value`` task knob
+    overrides, other keywords as there), then the rows stored against the checkpoint in the
+    store at ``db``.  The store is opened only once every row is scored, so bad input leaves
+    no store behind."""
+    from harness.config import parse_sets
+
+    rows = evaluate_checkpoint(path, overrides=parse_sets(sets), **kwargs)
+    store_evaluation(Store(db), rows)
+    return rows

@@ -6,6 +6,7 @@ as they finish; for older ones :func:`backfill_floors` regenerates the test spli
 stored config and seed (every split is a pure function of them) and scores the
 strategies there.  A run whose task is not registered (a plugin that is not loaded) or
 whose config no longer validates keeps a NULL floor, and the ranking falls back to chance.
+``archbench db upgrade`` (:func:`upgrade_store`) migrates the schema, then backfills.
 """
 
 from __future__ import annotations
@@ -30,3 +31,18 @@ def backfill_floors(store: Store) -> tuple[int, dict[str, str]]:
     if floors:
         store.set_floors(floors)
     return len(floors), skipped
+
+
+def upgrade_store(db: str | None) -> list[str]:
+    """``archbench db upgrade``: migrate the database at ``db`` to the newest schema, then
+    backfill the floors its older runs lack; returns what was done, in lines for the user."""
+    from harness.store import engine as eng
+
+    url = eng.resolve_url(db)
+    before, after = eng.upgrade(eng.create(url))
+    lines = [f"{url}: schema {before or 'empty'} -> {after}"]
+    filled, skipped = backfill_floors(Store(url))
+    if filled or skipped:
+        lines.append(f"no-skill floors computed for {filled} runs from their stored configs"
+                     + (f"; {len(skipped)} left at chance (e.g. {next(iter(skipped.values()))})" if skipped else ""))
+    return lines

@@ -20,7 +20,8 @@ from sqlalchemy import Engine, event, func, select
 
 from harness.errors import UserError
 from harness.identity import flatten
-from harness.ranking import Leaderboard, choose_lr, prepare, rank, task_columns  # noqa: F401 (dashboard)
+from harness.ranking import (BOARD_COLUMNS, Column, Leaderboard, board_columns, choose_lr, prepare,  # noqa: F401
+                             rank, task_columns)  # (dashboard: the leaderboard's columns are defined once, there)
 from harness.store import Checkpoint, Environment, KernelBenchmark, Metric, Run, Store
 
 NO_SWEEP = "(no sweep)"

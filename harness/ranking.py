@@ -43,9 +43,59 @@ from harness.store.schema import FINISHED
 MIN_BOOTSTRAP_SEEDS = 5
 """Below this many seeds in some setting, a bootstrap interval is too narrow; use t."""
 
-SUMMARY = ["rank", "arch", "size", "score", "ci_low", "ci_high", "win_rate", "n_params", "seeds", "runs",
-           "failed", "settings"]
-"""The leaderboard's summary columns, in order; per-task columns follow."""
+@dataclass(frozen=True)
+class Column:
+    """One leaderboard column as people see it, in the terminal and on the dashboard.
+
+    ``fields`` are the table's columns it shows: one, or the two ends of an interval (the
+    terminal prints them as one ``low-high`` column, the dashboard as two).  ``fmt`` is a
+    :meth:`str.format` pattern for one value (``None``: shown as stored); ``best`` marks columns where higher is better
+    (the dashboard highlights each one's best)."""
+
+    name: str
+    header: str
+    fmt: str | None = None  # None: as stored
+    help: str = ""
+    best: bool = False
+    ends: tuple[str, str] | None = None
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return self.ends or (self.name,)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Each field's header where the fields are shown apart (an interval's ``low``/``high``)."""
+        if self.ends is None:
+            return {self.name: self.header}
+        return {self.ends[0]: f"{self.header} low", self.ends[1]: f"{self.header} high"}
+
+
+BOARD_COLUMNS = (
+    Column("rank", "rank"),
+    Column("arch", "arch"),
+    Column("size", "size"),
+    Column("score", "score", "{:.3f}", "mean normalised test score over task settings", best=True),
+    Column("ci", "95% CI", "{:.3f}", "95% interval of the score (none with one seed)", best=True,
+           ends=("ci_low", "ci_high")),
+    Column("win_rate", "win", "{:.3f}", "share of same-setting comparisons won, ties half", best=True),
+    Column("n_params", "params", "{:.0f}", "parameters, embeddings included"),
+    Column("seeds", "seeds", help="fewest seeds in any setting"),
+    Column("runs", "runs", help="runs counted, failed ones included"),
+    Column("failed", "failed", help="failed or diverged runs (each scored 0)"),
+    Column("settings", "settings", help="task settings scored"),
+)
+"""The leaderboard's summary columns as shown, in order; one column per probe follows
+(:func:`board_columns`).  ``archbench leaderboard`` and the dashboard both show these."""
+
+SUMMARY = [f for c in BOARD_COLUMNS for f in c.fields]
+"""The leaderboard table's summary columns, in order (``ci_low``, ``ci_high`` apart); per-task columns follow."""
+
+
+def board_columns(table: pd.DataFrame) -> list[Column]:
+    """The columns a leaderboard table is shown with: :data:`BOARD_COLUMNS`, then its probes."""
+    return [*BOARD_COLUMNS, *(Column(p, p, "{:.3f}", f"mean normalised test score over {p} settings", best=True)
+                              for p in task_columns(table))]
 
 SHORT_NAMES = {"optimizer.weight_decay": "wd", "optimizer.warmup_steps": "warmup", "train.steps": "steps",
                "train.batch_size": "bs", "train.epochs": "epochs", "optimizer.schedule": "schedule",

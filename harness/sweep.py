@@ -10,15 +10,17 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from harness.config import RunConfig, SweepFile, run_id
 from harness.errors import UserError
 from harness.store import Store
-from harness.train import RunResult, run_fields, train_run
+from harness.train import RunResult, arch_label, check_fits, run_fields, train_run
 from kernels.cpu_memory import keep_freed_memory
 
 _worker_store: Store | None = None
@@ -54,6 +56,8 @@ def _work(cfg_json: dict, sweep: str | None, ckpt_dir: str, retry_failed: bool) 
 def run_sweep(configs: list[RunConfig], store: Store, *, sweep: str | None, jobs: int = 1,
               checkpoint_dir: str | Path = "checkpoints", progress: bool = True, retry_failed: bool = False,
               on_result: Callable[[RunResult, RunConfig], None] | None = None) -> list[RunResult]:
+    for c in configs:  # a model too big for this machine stops the sweep before anything is queued
+        check_fits(c)
     store.enqueue((run_id(c), run_fields(c, sweep)) for c in configs)
     by_id = {run_id(c): c for c in configs}
     results: list[RunResult] = []
@@ -82,3 +86,76 @@ def run_sweep(configs: list[RunConfig], store: Store, *, sweep: str | None, jobs
                 f.cancel()
             raise
     return results
+
+
+# -- a sweep file, start to finish (``archbench sweep`` and ``archbench suite``) ----------
+
+@dataclass
+class SweepPlan:
+    """A sweep file read, its plugins loaded and its grid expanded into validated configs."""
+
+    name: str
+    configs: list[RunConfig]
+
+    def listing(self) -> list[str]:
+        """One line per run (``--dry-run``): number, run id, architecture, size, setting, lr, seed."""
+        return [f"{i:4d}  {run_id(c)}  {arch_label(c):20s} {c.arch.size_label:12s} "
+                f"{c.task.setting_label}  lr={c.optimizer.lr:g} seed={c.seed}" for i, c in enumerate(self.configs, 1)]
+
+
+@dataclass
+class SweepOutcome:
+    """What a sweep did: every run's result, the count per status, and the sweep's leaderboard."""
+
+    name: str
+    url: str
+    results: list[RunResult]
+    counts: dict[str, int] = field(default_factory=dict)
+    leaderboard: Any = None  # harness.ranking.Leaderboard
+
+    @property
+    def summary(self) -> str:
+        """``"1 diverged, 4 done, 2 skipped"``: runs per status, the skip reasons folded together."""
+        return ", ".join(f"{v} {k}" for k, v in sorted(self.counts.items()))
+
+
+def plan_sweep(path: str | Path, plugins: list[str] | None = None) -> SweepPlan:
+    """Read and expand a sweep file; every config is validated, so bad input fails here, before
+    any store is opened.  Plugins named in the file load relative to it, then ``plugins``."""
+    from harness.config import expand_sweep, load_sweep
+    from harness.plugins import load_plugins
+
+    path = Path(path)
+    sweep = load_sweep(path)
+    require_runs(sweep, path)
+    load_plugins(sweep.plugins, base_dir=path.parent)  # sweep-file paths are relative to the file
+    load_plugins(plugins or [])
+    return SweepPlan(sweep.name, expand_sweep(sweep))
+
+
+def run_sweep_file(path: str | Path, db: str | None = None, *, jobs: int = 1,
+                   checkpoint_dir: str | Path = "checkpoints", progress: bool = True, retry_failed: bool = False,
+                   plugins: list[str] | None = None, on_start: Callable[[SweepPlan, str], None] | None = None,
+                   on_result: Callable[[RunResult, RunConfig], None] | None = None) -> SweepOutcome:
+    """Run a sweep file into the store at ``db`` and rank it.
+
+    The file is planned (:func:`plan_sweep`) and every model checked against this machine's
+    memory before the store is opened, so a mistake leaves no store behind.  ``on_start``
+    hears the plan and the store's URL before the first run, ``on_result`` each run's result.
+    """
+    from harness.queries import scoped_leaderboard
+
+    plan = plan_sweep(path, plugins)
+    for c in plan.configs:
+        check_fits(c)
+    store = Store(db)
+    if on_start:
+        on_start(plan, store.url)
+    results = run_sweep(plan.configs, store, sweep=plan.name, jobs=jobs, checkpoint_dir=checkpoint_dir,
+                        progress=progress, retry_failed=retry_failed, on_result=on_result)
+    counts: dict[str, int] = {}
+    for r in results:
+        k = r.status.split(":")[0]
+        counts[k] = counts.get(k, 0) + 1
+    lb, _ = scoped_leaderboard(store.score_frame(), sweep=plan.name)
+    return SweepOutcome(plan.name, store.url, results, counts, lb)

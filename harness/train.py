@@ -1,13 +1,18 @@
 """Training one run: the whole loop in one place (nanoGPT-style).
 
-``train_run(cfg, store)`` claims the run in the store, builds the task's data and the
-model from explicit seeds, trains with AdamW (warmup + cosine), evaluates every
-``eval_every`` steps (the learning curve goes to the store as it comes), stops early at
-the threshold, scores every evaluation split at the end and saves a checkpoint: status,
-final scores and checkpoint are written in one transaction.  A loss that turns NaN/inf
-ends the run as ``diverged``; any other exception as ``failed`` with its traceback;
-Ctrl-C or SIGTERM as ``interrupted``.  A run killed outright stays ``running`` with a
-dead pid and is redone by the next sweep.
+:func:`train` builds the task's data and the model from explicit seeds, trains with AdamW
+(warmup + cosine), evaluates every ``eval_every`` steps, stops early at the threshold,
+scores every evaluation split at the end, optionally saves a checkpoint, and returns a
+:class:`TrainResult`.  It writes nothing else: what it has to say goes to callbacks
+(:mod:`harness.callbacks`), so it runs without a store.  A loss that turns NaN/inf ends the
+run as ``diverged``; any other exception as ``failed`` with its traceback; Ctrl-C or
+SIGTERM as ``interrupted`` at the last step that finished.
+
+:func:`train_run` is the stored way: it refuses a model too big for this machine, claims
+the run (skipping one that is done or owned by a live process), and trains with a
+:class:`~harness.callbacks.StoreCallback` that records the learning curve as it comes and
+writes status, final scores and checkpoint in one transaction.  A run killed outright stays
+``running`` with a dead pid and is redone by the next sweep.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import math
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,11 +29,15 @@ import torch
 import torch.nn.functional as F
 
 from harness import environment
+from harness.callbacks import ProgressBar, StoreCallback, emit
 from harness.config import RunConfig, check_device, run_id
+from harness.errors import UserError
 from harness.evaluate import score
 from harness.identity import identity_columns
 from harness.store import Store
 from models import LM, save_checkpoint
+from models.backbone import param_count
+from models.checkpoint import CheckpointError, check_size, fits_in_memory
 from tasks import IGNORE, Task, TaskData, make_task
 
 
@@ -44,6 +54,8 @@ class _Reached:
 
 @dataclass
 class RunResult:
+    """What :func:`train_run` returns (and a sweep's worker sends back): small and picklable."""
+
     run_id: str
     status: str  # done | failed | diverged | interrupted | skipped:<reason>
     step: int | None = None
@@ -52,6 +64,16 @@ class RunResult:
     checkpoint: str | None = None
     error: str | None = None
     seconds: float = 0.0
+
+
+@dataclass
+class TrainResult(RunResult):
+    """What :func:`train` returns: a run's outcome, plus the trained model when it is done.
+
+    ``scores`` holds the headline numbers (val_score, test_score, chance, floor, n_params, ...),
+    ``final`` every (split, metric) at the end, ``checkpoint`` its directory (if one was written)."""
+
+    model: LM | None = None
 
 
 def arch_label(cfg: RunConfig) -> str:
@@ -135,61 +157,97 @@ class _Batches:
         return self.data.inputs[idx], self.data.targets[idx]
 
 
-class _Progress:
-    def __init__(self, enabled: bool, total: int, label: str) -> None:
-        self.bar = None
-        if enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+def check_fits(cfg: RunConfig) -> None:
+    """Refuse a config whose float32 weights alone exceed this machine's memory (a typo in
+    ``arch.d_model``), before anything is written for the run: building it would end in an
+    allocation error, or swap the machine to a halt.  The same check as loading a checkpoint
+    (:func:`models.checkpoint.check_size`).  It needs the task's vocabulary, which is why
+    :func:`parse_run_config` does not do it.
 
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("loss {task.fields[loss]:.3f} val {task.fields[acc]}"),
-                                TimeRemainingColumn(), transient=True)
-            self.bar.start()
-            self.task = self.bar.add_task(label, total=total, loss=float("nan"), acc="-")
-
-    def update(self, step: int, loss: float, acc: float | None = None) -> None:
-        if self.bar is not None:
-            kw = {"acc": f"{acc:.3f}"} if acc is not None else {}
-            self.bar.update(self.task, completed=step, loss=loss, **kw)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
+    The weights outside the mixers (embedding, MLPs, norms) are counted first, on the meta
+    device and without building a mixer: a run that goes ahead has its mixers constructed only
+    by the run itself (a plugin mixer's constructor may count its calls, or be slow).  Only a
+    config that is refused anyway is counted whole, for the message."""
+    try:
+        vocab_size = make_task(cfg.task.name, cfg.task.params).vocab_size
+        floor = param_count(cfg.arch, vocab_size, mixers=False)
+    except Exception:  # noqa: BLE001 - what cannot be counted fails where it is built, as a failed run
+        return
+    if fits_in_memory(floor):
+        return
+    try:
+        n_params = param_count(cfg.arch, vocab_size)
+    except Exception:  # noqa: BLE001 - a mixer that cannot be built on the meta device: the floor says enough
+        n_params = floor
+    try:
+        check_size(n_params, "the run config", fix="lower arch.d_model or arch.n_layers (`--set arch.d_model=128` "
+                   "for train), or train it on a machine with more memory")
+    except CheckpointError as e:
+        raise UserError(str(e)) from None
 
 
 def train_run(cfg: RunConfig, store: Store, *, sweep: str | None = None, checkpoint_dir: str | Path = "checkpoints",
               progress: bool = True, retry_failed: bool = False) -> RunResult:
-    """Train, evaluate and store one run (``cfg`` must be resolved)."""
+    """Train, evaluate and store one run (``cfg`` must be resolved): :func:`train` with a
+    :class:`StoreCallback` (claim, curve, final record) and, with ``progress``, a bar."""
+    check_fits(cfg)  # before the store hears of the run
     rid = run_id(cfg)
     device = pick_device(cfg.device)
-    env = environment.describe(device)
     fields = run_fields(cfg, sweep)
-    fields["environment_id"] = store.environment(env)
-    reason = store.claim_run(rid, fields, retry_failed=retry_failed)
+    fields["environment_id"] = store.environment(environment.describe(device))
+    keeper = StoreCallback(store, rid, fields)
+    reason = keeper.claim(retry_failed=retry_failed)
     if reason is not None:
         return RunResult(rid, f"skipped:{reason}")
+    callbacks: list[Any] = [keeper]
+    if progress:  # first, so the bar is gone before the run's record is written
+        label = f"{arch_label(cfg)} {cfg.task.name} lr={cfg.optimizer.lr:g} seed={cfg.seed}"
+        callbacks.insert(0, ProgressBar(label))
+    r = train(cfg, callbacks, checkpoint_dir=checkpoint_dir, device=device)
+    return RunResult(r.run_id, r.status, r.step, r.scores, r.final, r.checkpoint, r.error, r.seconds)
 
+
+def train_to_store(cfg: RunConfig, db: str | None = None, **kwargs: Any) -> RunResult:
+    """``archbench train``: :func:`train_run` into the store at ``db`` (keywords as there).  The
+    size check runs before the store is opened, so a refused config leaves no store behind."""
+    check_fits(cfg)
+    return train_run(cfg, Store(db), **kwargs)
+
+
+def train(cfg: RunConfig, callbacks: Sequence[Any] = (), *, checkpoint_dir: str | Path | None = None,
+          device: torch.device | None = None) -> TrainResult:
+    """Train one run and return its result; no store needed.
+
+    ``callbacks`` hear about the run as it goes (:mod:`harness.callbacks`).  With
+    ``checkpoint_dir`` the weights are saved to ``checkpoint_dir/<run id>``; the loop's only
+    side effect.  A loss that turns NaN/inf ends the run as ``diverged``, any other exception
+    as ``failed`` (with its traceback); both are returned, not raised.  Ctrl-C is reported
+    (status ``interrupted``, at the last step that finished) and raised again.
+    """
+    rid = run_id(cfg)
+    device = device or pick_device(cfg.device)
+    cbs = list(callbacks)
     t0 = time.perf_counter()
     reached = _Reached()
     try:
-        result = _train(cfg, rid, store, device, Path(checkpoint_dir), progress, t0, reached)
+        result = _train(cfg, rid, device, None if checkpoint_dir is None else Path(checkpoint_dir), cbs, t0, reached)
+        emit(cbs, "on_end", result)
+        return result
     except KeyboardInterrupt:
-        store.finish_run(rid, status="interrupted", step=reached.step, duration_s=time.perf_counter() - t0,
-                         error="interrupted (Ctrl-C or SIGTERM)")
+        emit(cbs, "on_end", TrainResult(rid, "interrupted", reached.step, error="interrupted (Ctrl-C or SIGTERM)",
+                                        seconds=time.perf_counter() - t0))
         raise
     except Diverged as e:
-        step = int(e.args[1])
-        store.finish_run(rid, status="diverged", step=step, duration_s=time.perf_counter() - t0, error=str(e.args[0]))
-        return RunResult(rid, "diverged", step, error=str(e.args[0]), seconds=time.perf_counter() - t0)
-    except Exception as e:  # a bug or an impossible run: record it, let the sweep go on
-        err = "".join(traceback.format_exception(e))
-        store.finish_run(rid, status="failed", step=None, duration_s=time.perf_counter() - t0, error=err)
-        return RunResult(rid, "failed", error=err, seconds=time.perf_counter() - t0)
+        result = TrainResult(rid, "diverged", int(e.args[1]), error=str(e.args[0]), seconds=time.perf_counter() - t0)
+    except Exception as e:  # a bug or an impossible run: report it, let a sweep go on
+        result = TrainResult(rid, "failed", error="".join(traceback.format_exception(e)),
+                             seconds=time.perf_counter() - t0)
+    emit(cbs, "on_end", result)
     return result
 
 
-def _train(cfg: RunConfig, rid: str, store: Store, device: torch.device, ckpt_dir: Path,
-           progress: bool, t0: float, reached: _Reached) -> RunResult:
+def _train(cfg: RunConfig, rid: str, device: torch.device, ckpt_dir: Path | None, callbacks: list[Any],
+           t0: float, reached: _Reached) -> TrainResult:
     task: Task = make_task(cfg.task.name, cfg.task.params)
     autocast = torch.bfloat16 if cfg.dtype == "bfloat16" else None
     train_data = task.generate("train", seed=cfg.seed)
@@ -209,7 +267,7 @@ def _train(cfg: RunConfig, rid: str, store: Store, device: torch.device, ckpt_di
         opt, lambda s: lr_factor(s, steps, o.warmup_steps, o.schedule, o.min_lr_ratio))
     batches = _Batches(train_data, bs, cfg.seed)
     curve: list[tuple[int, str, str, float]] = []
-    bar = _Progress(progress, steps, f"{arch_label(cfg)} {cfg.task.name} lr={o.lr:g} seed={cfg.seed}")
+    emit(callbacks, "on_start", rid, steps)
 
     def evaluate_curve(step: int) -> float:
         splits = {task.val_split: val}
@@ -223,39 +281,36 @@ def _train(cfg: RunConfig, rid: str, store: Store, device: torch.device, ckpt_di
                                      autocast).items():
                 rows.append((split, name, value))
         curve.extend((step, sp, n, v) for sp, n, v in rows)
-        store.record_curve(rid, step, rows)
+        emit(callbacks, "on_eval", step, rows)
         return dict(((sp, n), v) for sp, n, v in rows)[(task.val_split, task.metric)]
 
     model.train()
     step, val_score, loss_value = 0, None, float("nan")
-    try:
-        while step < steps:
-            x, y = batches.next()
-            x, y = x.to(device), y.to(device)
-            pos = y != IGNORE
-            with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
-                logits = model(x, pos)
-            loss = F.cross_entropy(logits.float(), y[pos])
-            loss_value = loss.item()
-            if not math.isfinite(loss_value):
-                raise Diverged(f"loss became {loss_value} at step {step + 1}", step + 1)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if o.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
-            opt.step()
-            sched.step()
-            step += 1
-            reached.step = step
-            if step % cfg.train.eval_every == 0 or step == steps:
-                val_score = evaluate_curve(step)
-                bar.update(step, loss_value, val_score)
-                if cfg.train.early_stop is not None and val_score >= cfg.train.early_stop:
-                    break
-            elif step % 10 == 0:
-                bar.update(step, loss_value)
-    finally:
-        bar.close()
+    while step < steps:
+        x, y = batches.next()
+        x, y = x.to(device), y.to(device)
+        pos = y != IGNORE
+        with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
+            logits = model(x, pos)
+        loss = F.cross_entropy(logits.float(), y[pos])
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            raise Diverged(f"loss became {loss_value} at step {step + 1}", step + 1)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if o.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
+        opt.step()
+        sched.step()
+        step += 1
+        reached.step = step
+        if step % cfg.train.eval_every == 0 or step == steps:
+            val_score = evaluate_curve(step)
+            emit(callbacks, "on_progress", step, loss_value, val_score)
+            if cfg.train.early_stop is not None and val_score >= cfg.train.early_stop:
+                break
+        elif step % 10 == 0:
+            emit(callbacks, "on_progress", step, loss_value, None)
 
     final: dict[tuple[str, str], float | None] = {}
     for split, data in eval_data.items():
@@ -263,15 +318,14 @@ def _train(cfg: RunConfig, rid: str, store: Store, device: torch.device, ckpt_di
             final[(split, name)] = value
     for name, value in task.curve_metrics(curve).items():
         final[("curve", name)] = value
-    ckpt_path = ckpt_dir / rid
-    sha = save_checkpoint(model, ckpt_path, {"run_id": rid, "step": step, "task": cfg.task.model_dump(mode="json"),
-                                             "seed": cfg.seed})
+    ckpt = None
+    if ckpt_dir is not None:
+        ckpt = str(ckpt_dir / rid)
+        sha = save_checkpoint(model, ckpt, {"run_id": rid, "step": step, "task": cfg.task.model_dump(mode="json"),
+                                            "seed": cfg.seed})
+        emit(callbacks, "on_checkpoint", ckpt, sha, step)
     floor, strategy = task.floor(eval_data[task.test_split], task.test_split)
     scores = dict(metric=task.metric, val_score=final[(task.val_split, task.metric)],
                   test_score=final[(task.test_split, task.metric)], chance=task.chance, floor=floor,
                   floor_strategy=strategy, n_params=model.num_params())
-    duration = time.perf_counter() - t0
-    store.finish_run(rid, status="done", step=step, duration_s=duration,
-                     final=[(sp, n, v) for (sp, n), v in final.items()], scores=scores,
-                     checkpoint=(str(ckpt_path), sha))
-    return RunResult(rid, "done", step, scores, final, str(ckpt_path), seconds=duration)
+    return TrainResult(rid, "done", step, scores, final, ckpt, seconds=time.perf_counter() - t0, model=model)

@@ -89,15 +89,21 @@ class LM(nn.Module):
         return n if embeddings else n - self.embed.weight.numel()
 
 
-def param_count(cfg: ArchConfig, vocab_size: int) -> int:
+def param_count(cfg: ArchConfig, vocab_size: int, *, mixers: bool = True) -> int:
     """The parameter count of ``LM(cfg, vocab_size)``, found without allocating its weights.
 
     One block is built on the meta device (shapes only, no memory) and counted ``n_layers``
     times; this assumes every layer has the first one's shape, which holds for the built-in
     mixers (a test compares the count with the real models).  Embedding, head and final
-    norm are counted from the config."""
+    norm are counted from the config.  ``mixers=False`` leaves the mixers out: a lower bound
+    that runs no mixer's constructor (a plugin's may have side effects, or be slow)."""
     cfg = cfg.resolved()
     with torch.device("meta"):
-        block = sum(p.numel() for p in Block(cfg, 0).parameters())
+        if mixers:
+            block = sum(p.numel() for p in Block(cfg, 0).parameters())
+        else:
+            mlp = make_mlp(cfg.mlp, cfg.d_model, cfg.mlp_ratio, cfg.n_layers)
+            parts = [_norm(cfg.norm, cfg.d_model)] + ([mlp, _norm(cfg.norm, cfg.d_model)] if mlp is not None else [])
+            block = sum(p.numel() for m in parts for p in m.parameters())
     embed = vocab_size * cfg.d_model * (1 if cfg.tie_embeddings else 2)
     return embed + cfg.n_layers * block + (cfg.d_model if cfg.norm == "rmsnorm" else 0)

@@ -128,17 +128,23 @@ def memory_bytes() -> int:
     return n if n > 0 else 1 << 40
 
 
-def check_size(n_params: int, where: str) -> None:
+def fits_in_memory(n_params: int) -> bool:
+    """Whether ``n_params`` float32 weights alone fit in this machine's memory."""
+    return 4 * n_params <= memory_bytes()
+
+
+def check_size(n_params: int, where: str, fix: str | None = None) -> None:
     """Raise :class:`CheckpointError` when ``n_params`` float32 weights alone exceed this
     machine's memory: such a model cannot be built, and trying ends in an allocation error.
     This catches impossible configs (a typo in d_model), not tight ones: loading also holds
-    the stored tensors, so a model just under the limit may still not fit."""
-    need, have = 4 * n_params, memory_bytes()
-    if need > have:
+    the stored tensors, so a model just under the limit may still not fit.  ``fix`` replaces
+    the advice for a checkpoint with the caller's (training checks a run config the same way)."""
+    if not fits_in_memory(n_params):
+        need, have = 4 * n_params, memory_bytes()
+        fix = fix or "check arch.d_model, arch.n_layers and vocab_size in it, or load it on a machine with more memory"
         raise CheckpointError(
             f"{where} describes a model of {n_params:,} parameters ({need / 2**30:,.1f} GiB as float32), "
-            f"more than this machine's {have / 2**30:,.1f} GiB of memory; check arch.d_model, arch.n_layers "
-            f"and vocab_size in it, or load it on a machine with more memory")
+            f"more than this machine's {have / 2**30:,.1f} GiB of memory; {fix}")
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[LM, dict[str, Any]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import common
-from harness.queries import NO_SWEEP, latest_sweep, task_columns
+from harness.queries import NO_SWEEP, board_columns, latest_sweep
 
 url = common.db_url()
 st.title("Leaderboard")
@@ -59,35 +59,26 @@ if table.empty:
     st.stop()
 
 # -- the table -------------------------------------------------------------------------------
-probes = task_columns(table)
-shown = table[["rank", "arch", "size", "score", "ci_low", "ci_high", "win_rate", *probes, "n_params", "seeds", "runs",
-               "failed", "settings"]]
+# the columns, headers, formats and help are the CLI's (harness.ranking.BOARD_COLUMNS); an interval's ends
+# are shown as two columns here
+columns = board_columns(table)
+fields = [(f, c) for c in columns for f in c.fields]
+shown = table[[f for f, _ in fields]]
 top = shown.iloc[0]
 c1, c2, c3 = st.columns(3)
 c1.metric("Top architecture", f"{top['arch']}", f"{top['size']}", delta_color="off", delta_arrow="off")
 c2.metric("Architectures ranked", len(shown))
 c3.metric("Runs counted", int(shown["runs"].sum()))
 
-fmt = {c: "{:.3f}" for c in ["score", "ci_low", "ci_high", "win_rate", *probes]}
-fmt["n_params"] = "{:,.0f}"
-styler = common.highlight_best(shown, ["score", "ci_low", "ci_high", "win_rate", *probes], fmt)
+fmt = {f: c.fmt for f, c in fields if c.fmt is not None}
+styler = common.highlight_best(shown, [f for f, c in fields if c.best], fmt)
 styler = styler.apply(lambda r: ["background-color: #fde2e2" if r["failed"] > 0 else ""] * len(r), axis=1)
-st.dataframe(
-    styler, hide_index=True, width="stretch", height="content" if len(shown) <= 50 else 900,
-    column_config={
-        "rank": st.column_config.NumberColumn("rank", width="small"),
-        "arch": st.column_config.TextColumn("arch", width=140),
-        "score": st.column_config.NumberColumn("score", help="mean normalised test score over task settings"),
-        "ci_low": st.column_config.NumberColumn("95% CI low"),
-        "ci_high": st.column_config.NumberColumn("95% CI high"),
-        "win_rate": st.column_config.NumberColumn("win rate"),
-        "n_params": st.column_config.NumberColumn("params"),
-        "settings": st.column_config.NumberColumn("settings", help="task settings scored"),
-        "seeds": st.column_config.NumberColumn("seeds", help="fewest seeds in any setting"),
-        "failed": st.column_config.NumberColumn("failed", help="failed or diverged runs (each scored 0)"),
-        **{p: st.column_config.NumberColumn(p, help=f"mean normalised test score over {p} settings") for p in probes},
-    },
-)
+column_config = {f: st.column_config.NumberColumn(c.headers[f], help=c.help or None)
+                 for f, c in fields if f not in ("arch", "size")}
+column_config["rank"] = st.column_config.NumberColumn("rank", width="small")
+column_config["arch"] = st.column_config.TextColumn("arch", width=140)
+st.dataframe(styler, hide_index=True, width="stretch", height="content" if len(shown) <= 50 else 900,
+             column_config=column_config)
 spreads = lb.spreads()
 dead = [c for c, v in spreads.items() if v < 0.05]
 st.caption("Highlighted: the best value in each column; red rows had failed or diverged runs. Probe columns: the "

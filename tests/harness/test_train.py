@@ -7,7 +7,7 @@ from harness.config import parse_run_config, run_id
 from harness.evaluate_checkpoint import evaluate_checkpoint
 from harness.store import Store
 from harness.sweep import run_sweep
-from harness.train import lr_factor, train_run
+from harness.train import lr_factor, train, train_run
 from models import register_mixer
 from tests.conftest import tiny_run
 
@@ -96,6 +96,34 @@ def test_same_seed_same_numbers(tmp_path):
 
     wa, wb = load_file(tmp_path / "a" / a.run_id / "model.safetensors"), load_file(tmp_path / "b" / b.run_id / "model.safetensors")
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_training_needs_no_store_and_reports_through_callbacks(db_url, tmp_path):
+    """``train(cfg)`` returns the scores with no store and writes nothing unless given a
+    checkpoint directory; callbacks hear the curve and the end; the numbers are train_run's."""
+    cfg = parse_run_config(tiny_run(train={"steps": 30, "eval_every": 10}))
+
+    class Recorder:  # duck-typed: only the hooks it wants
+        def __init__(self):
+            self.evals, self.ends = [], []
+
+        def on_eval(self, step, rows):
+            self.evals.append((step, rows))
+
+        def on_end(self, result):
+            self.ends.append(result.status)
+
+    rec = Recorder()
+    r = train(cfg, [rec])
+    assert r.status == "done" and r.step == 30 and r.checkpoint is None
+    assert 0.0 <= r.scores["test_score"] <= 1.0 and r.scores["test_score"] == r.final[("test", "accuracy")]
+    assert r.model is not None and r.scores["n_params"] == r.model.num_params()
+    assert [step for step, _ in rec.evals] == [10, 20, 30] and rec.ends == ["done"]
+    assert ("val", "accuracy") in {(sp, n) for sp, n, _ in rec.evals[-1][1]}
+    assert list(tmp_path.iterdir()) == []  # no checkpoint, no store
+
+    stored = train_run(cfg, Store(db_url), checkpoint_dir=tmp_path / "ck", progress=False)
+    assert stored.final == r.final and stored.scores == r.scores
 
 
 @register_mixer("test-interrupt")

@@ -221,6 +221,36 @@ def test_real_entry_point_sweep_refuses_cuda(tmp_path, cli_env):
     assert sorted(x.name for x in tmp_path.iterdir()) == ["s.yaml"]
 
 
+# -- 1b. a model too big for this machine's memory -------------------------------------
+
+HUGE = ["--arch", "transformer", "--task", "mqar", "--preset", "quick", "--set", "arch.d_model=10000000"]
+
+
+def test_train_of_a_model_too_big_for_memory_adds_no_run_to_a_store(trained):
+    """A typo in d_model is refused before the run is claimed, with the size and the fix."""
+    work, db, _ = trained
+    before = tree(work)
+    line = error_line(cli("train", *HUGE, "-q", "--db", db), "the run config describes a model of",
+                      "GiB of memory", "arch.d_model")
+    assert line.startswith("error: ")
+    assert tree(work) == before
+    assert _runs_in(db) == ["done"]  # the fixture's run only: nothing claimed or queued
+
+
+def test_train_of_a_model_too_big_for_memory_creates_no_store(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    error_line(cli("train", *HUGE, "-q"), "GiB of memory")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sweep_with_a_model_too_big_for_memory_runs_nothing(trained, tmp_path):
+    work, db, _ = trained
+    f = _sweep_file(tmp_path / "s.yaml", name="sizes", base=tiny_run(), grid={"arch.d_model": [32, 10_000_000]})
+    before = tree(work)
+    error_line(cli("sweep", f, "-q", "--db", db), "GiB of memory", "arch.d_model")
+    assert tree(work) == before and _runs_in(db) == ["done"]
+
+
 # -- 2. runs --status ---------------------------------------------------------------
 
 def test_runs_with_an_unknown_status_lists_the_valid_ones(trained, tmp_path, monkeypatch):

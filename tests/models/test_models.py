@@ -230,6 +230,8 @@ def test_param_count_from_the_config_is_exact(name, mlp, options, layout):
     cfg = ArchConfig(**{"name": name, "mlp": mlp, "d_model": 32, "n_heads": 2, "n_layers": 2,
                         "options": options, **layout})
     assert param_count(cfg, 37) == LM(cfg, 37).num_params()
+    mixers = sum(p.numel() for b in LM(cfg, 37).blocks for p in b.mixer.parameters())
+    assert param_count(cfg, 37, mixers=False) == LM(cfg, 37).num_params() - mixers  # the floor, no mixer built
 
 
 def test_param_count_of_a_huge_config_allocates_nothing():

@@ -1,0 +1,106 @@
+"""What the training loop reports to: persistence and progress, as callbacks.
+
+The loop in :mod:`harness.train` computes and returns; everything else it does is a call
+to the hooks below, so a run can be trained with no store at all (``train(cfg)``), into
+the store (:class:`StoreCallback`), with a progress bar (:class:`ProgressBar`), or into
+anything else a caller writes (a logger, a plot).  Every hook is optional: the loop calls
+a method only where the callback has it, and :class:`Callback` is a do-nothing base.
+
+Hooks, in the order a run calls them:
+
+- ``on_start(run_id, steps)``: data and model are built; ``steps`` optimizer steps follow
+  (fewer if the run stops early);
+- ``on_progress(step, loss, acc)``: after an optimizer step (every 10th, and after every
+  evaluation, where ``acc`` is the validation score; else ``None``);
+- ``on_eval(step, rows)``: a learning-curve point, ``rows`` a list of (split, name, value);
+- ``on_checkpoint(path, sha256, step)``: the checkpoint is written (before ``on_end``);
+- ``on_end(result)``: the run's :class:`~harness.train.TrainResult`, whatever its status;
+  for an interrupt, before the ``KeyboardInterrupt`` goes on to the caller.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from harness.store import Store
+
+if TYPE_CHECKING:
+    from harness.train import TrainResult
+
+
+class Callback:
+    """A do-nothing base for callbacks; subclass it and define the hooks you need."""
+
+    def on_start(self, run_id: str, steps: int) -> None: ...
+
+    def on_progress(self, step: int, loss: float, acc: float | None = None) -> None: ...
+
+    def on_eval(self, step: int, rows: list[tuple[str, str, float]]) -> None: ...
+
+    def on_checkpoint(self, path: str, sha256: str, step: int) -> None: ...
+
+    def on_end(self, result: TrainResult) -> None: ...
+
+
+def emit(callbacks: list[Any], hook: str, *args: Any) -> None:
+    """Call ``hook`` on every callback that has it, in order."""
+    for cb in callbacks:
+        fn = getattr(cb, hook, None)
+        if fn is not None:
+            fn(*args)
+
+
+class StoreCallback(Callback):
+    """One run's life in the store: claimed before training, its curve as it comes, and
+    status, final metrics, scores and checkpoint in one transaction at the end."""
+
+    def __init__(self, store: Store, run_id: str, fields: dict[str, Any]) -> None:
+        self.store, self.run_id, self.fields = store, run_id, fields
+        self.checkpoint: tuple[str, str] | None = None
+
+    def claim(self, retry_failed: bool = False) -> str | None:
+        """Take the run (``None``), or the reason another attempt keeps it (see :meth:`Store.claim_run`)."""
+        return self.store.claim_run(self.run_id, self.fields, retry_failed=retry_failed)
+
+    def on_eval(self, step: int, rows: list[tuple[str, str, float]]) -> None:
+        self.store.record_curve(self.run_id, step, rows)
+
+    def on_checkpoint(self, path: str, sha256: str, step: int) -> None:
+        self.checkpoint = (path, sha256)
+
+    def on_end(self, result: TrainResult) -> None:
+        if result.status == "done":
+            self.store.finish_run(self.run_id, status="done", step=result.step, duration_s=result.seconds,
+                                  final=[(sp, n, v) for (sp, n), v in result.final.items()], scores=result.scores,
+                                  checkpoint=self.checkpoint)
+        else:  # interrupted runs keep the last finished step; failed ones none
+            self.store.finish_run(self.run_id, status=result.status, step=result.step, duration_s=result.seconds,
+                                  error=result.error)
+
+
+class ProgressBar(Callback):
+    """A transient terminal bar: steps, loss and the last validation score.  It appears once
+    the run knows its length (``on_start``) and goes at the end of the run."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.bar: Any = None
+
+    def on_start(self, run_id: str, steps: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("loss {task.fields[loss]:.3f} val {task.fields[acc]}"),
+                            TimeRemainingColumn(), transient=True)
+        self.bar.start()
+        self.task = self.bar.add_task(self.label, total=steps, loss=float("nan"), acc="-")
+
+    def on_progress(self, step: int, loss: float, acc: float | None = None) -> None:
+        if self.bar is not None:
+            kw = {"acc": f"{acc:.3f}"} if acc is not None else {}
+            self.bar.update(self.task, completed=step, loss=loss, **kw)
+
+    def on_end(self, result: TrainResult) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
