@@ -560,3 +560,25 @@ def test_baseline_without_gate_ratio_is_compared_on_its_ratio():
     old = {k: {"ratio": v["ratio"]} for k, v in BASE.items()}
     assert kb.run_gate(_run(), old, 0.2).passed
     assert not kb.run_gate(_run(fox=2.6), old, 0.2).passed
+
+
+def test_an_op_added_in_its_own_folder_is_benchmarked_with_its_flops(monkeypatch, tmp_path):
+    """Acceptance for "adding an op touches only its folder": a toy op written as one folder
+    (``tests/kernels/test_registry.py::TOY_OP``, nothing under harness/ edited) shows up in
+    ``archbench bench`` with the FLOPs its own formula declares (forward ``(attention, 7 T)``),
+    the wing adding the FlashAttention backward convention."""
+    from tests.kernels.test_registry import toy_op_folder
+
+    with toy_op_folder(monkeypatch, tmp_path):
+        res = CliRunner().invoke(app, ["bench", "--ops", "toy", "--shapes", "1x16x2x8", "--rounds", "1",
+                                       "--min-run-time", "0.01", "--no-memory", "--no-store", "--quiet",
+                                       "--format", "json"])
+    assert res.exit_code == 0, res.output
+    rows = {(r["op"], r["impl"], r["mode"]): r for r in json.loads(res.stdout)}
+    attn, extra = attention_flops(1, 16, 2, 8), 7.0 * 16
+    assert rows["toy", "torch", "fwd"]["status"] == "ok"
+    assert rows["toy", "torch", "fwd"]["flops"] == attn + extra
+    assert rows["toy", "torch", "fwd+bwd"]["flops"] == 3.5 * attn + 3 * extra
+    assert rows["toy", "torch", "fwd"]["tflops"] > 0
+    assert ("toy", "triton", "fwd") not in rows  # CUDA only: skipped on this machine, not failed
+    assert "toy/triton: needs CUDA" in res.stderr

@@ -3,6 +3,7 @@ entry points, an op added in a folder of its own, and the fla adapters (mocked).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import subprocess
 import sys
@@ -212,10 +213,15 @@ register_kernel("toy", "triton", **TRITON)(_TRITON)
 }
 
 
-def test_an_op_in_a_folder_of_its_own_registers_itself(monkeypatch, tmp_path):
-    """Adding an op touches only its folder: the first lookup imports every op folder of
-    ``kernels``, and the folder's ``__init__`` registers the op, its kernels and its FLOPs."""
-    pkg = "toy_op_for_tests"
+TOY_PKG = "toy_op_for_tests"
+
+
+@contextlib.contextmanager
+def toy_op_folder(monkeypatch, tmp_path):
+    """:data:`TOY_OP` written as ``kernels/toy_op_for_tests/`` (a folder on ``kernels.__path__``),
+    with the registry reset so that the next lookup scans the op folders again; nothing else
+    is edited.  Removes the folder's modules afterwards."""
+    pkg = TOY_PKG
     (tmp_path / pkg).mkdir()
     for name, text in TOY_OP.items():
         (tmp_path / pkg / name).write_text(text.replace("{pkg}", pkg))
@@ -226,6 +232,18 @@ def test_an_op_in_a_folder_of_its_own_registers_itself(monkeypatch, tmp_path):
     monkeypatch.setattr(kernels, "__path__", [*kernels.__path__, str(tmp_path)])  # as if it were kernels/<pkg>/
     importlib.invalidate_caches()
     try:
+        yield pkg
+    finally:
+        for name in [m for m in sys.modules if m == f"kernels.{pkg}" or m.startswith(f"kernels.{pkg}.")]:
+            del sys.modules[name]
+        if hasattr(kernels, pkg):
+            delattr(kernels, pkg)
+
+
+def test_an_op_in_a_folder_of_its_own_registers_itself(monkeypatch, tmp_path):
+    """Adding an op touches only its folder: the first lookup imports every op folder of
+    ``kernels``, and the folder's ``__init__`` registers the op, its kernels and its FLOPs."""
+    with toy_op_folder(monkeypatch, tmp_path) as pkg:
         names = [e.name for e in kernel_entries()]
         assert {"toy/torch", "toy/triton", "fox/torch", "softmax/sdpa"} <= set(names)
         assert forward_flops("toy", KernelShape(1, 16, 2, 8)) == (2 * 16 * 16 * 2 * 8, 7.0 * 16)
@@ -241,11 +259,6 @@ def test_an_op_in_a_folder_of_its_own_registers_itself(monkeypatch, tmp_path):
         with pytest.raises(ValueError, match=r"toy_attention: k must have the shape of q"):
             toy.toy_attention(inputs["q"], inputs["k"][:, :3], inputs["v"])
         assert f"kernels.{pkg}.triton_kernel" not in sys.modules  # registered lazily, never imported on CPU
-    finally:
-        for name in [m for m in sys.modules if m == f"kernels.{pkg}" or m.startswith(f"kernels.{pkg}.")]:
-            del sys.modules[name]
-        if hasattr(kernels, pkg):
-            delattr(kernels, pkg)
 
 
 def test_register_kernel_decorator(fresh):
