@@ -135,6 +135,12 @@ class Registry(Generic[T]):
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
 
+    def peek(self, name: str) -> T | None:
+        """What ``name`` holds right now, loading nothing: no entry points, no lazy import
+        (``None`` when absent or still lazy).  For code that runs while registering."""
+        obj = self._items.get(name)
+        return None if isinstance(obj, _Lazy) else obj
+
     def get(self, name: str) -> T:
         """The object registered as ``name``; the registry's lookup error lists the known names."""
         self.load_entry_points()

@@ -9,9 +9,9 @@ which allocates little, took none, so the faults also skewed every op-vs-SDPA ra
 PyTorch's CPU performance guide suggests jemalloc or tcmalloc for the same reason; this
 needs neither.
 
-:func:`keep_freed_memory` raises both thresholds with ``mallopt``.  The archbench CLI, its
-sweep workers and ``python -m kernels.benchmark`` call it at start-up; library users
-decide for themselves.  It does nothing off glibc, or when ``MALLOC_MMAP_THRESHOLD_`` /
+:func:`keep_freed_memory` raises both thresholds with ``mallopt``.  The archbench CLI (every
+command, ``archbench bench`` included) and its sweep workers call it at start-up; library
+users decide for themselves.  It does nothing off glibc, or when ``MALLOC_MMAP_THRESHOLD_`` /
 ``MALLOC_TRIM_THRESHOLD_`` are set (the user's own tuning wins).  The cost: the process's
 resident memory stays near its peak instead of shrinking after large frees.
 """

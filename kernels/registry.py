@@ -170,7 +170,7 @@ def register_op(name: str, *, inputs: InputBuilder, flops: FlopFormula | None = 
 
 def declared_op(op: str) -> OpSpec | None:
     """The op's declaration, without loading entry points (used while registering)."""
-    spec = OPS._items.get(op)  # OPS.get would load the entry points mid-registration
+    spec = OPS.peek(op)  # OPS.get would load the entry points mid-registration
     return spec if isinstance(spec, OpSpec) else None
 
 

@@ -33,8 +33,8 @@ from harness.kernelbench.flops import (
     BWD_ATTENTION, BWD_EXTRA, GPU_PEAK_TFLOPS, kernel_flops, peak_tflops,
 )
 from harness.kernelbench.gate import (
-    BASELINE_FORMAT, GateFinding, GateReport, baseline_path, compare, load_baseline, parse_max_slowdown, run_gate,
-    save_baseline,
+    BASELINE_FORMAT, ENTRY_FACTOR, MAX_SAMPLES, GateFinding, GateReport, KernelVerdict, baseline_path, compare,
+    load_baseline, parse_max_slowdown, run_gate, save_baseline,
 )
 from harness.kernelbench.measure import (
     BenchResult, Progress, make_runner, measure, progress_bar, remeasurer, run_bench,
@@ -49,7 +49,7 @@ from harness.kernelbench.timers import (
 )
 
 __all__ = [
-    "BASELINE_FORMAT", "BWD_ATTENTION", "BWD_EXTRA", "DTYPES", "GPU_PEAK_TFLOPS", "MODES", "SLOWDOWN_ENV",
+    "BASELINE_FORMAT", "ENTRY_FACTOR", "MAX_SAMPLES", "KernelVerdict", "BWD_ATTENTION", "BWD_EXTRA", "DTYPES", "GPU_PEAK_TFLOPS", "MODES", "SLOWDOWN_ENV",
     "BenchOutcome", "BenchResult", "BenchSpec", "CpuTimer", "CudaTimer", "GateFinding", "GateReport", "Group",
     "Progress", "Timing", "baseline_path", "compare", "cpu_peak_memory", "default_dtype",
     "device_class", "device_name", "dtype_name", "kernel_flops", "load_baseline", "make_runner",

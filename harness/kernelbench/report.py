@@ -136,5 +136,8 @@ def print_outcome(outcome: BenchOutcome, fmt: str, *, print_frame: Callable[...,
         say(note, f"[green]pass[/] {text}")
         return
     say(err, f"[bold red]FAIL[/] {text}")
-    for f in outcome.gate.failures:
-        say(err, f"[red]slower:[/] {f.message(outcome.gate.threshold)}")
+    threshold = outcome.gate.threshold
+    for k in outcome.gate.failing_kernels:
+        say(err, f"[red]slower:[/] {k.message(threshold)}")
+        for f in k.findings:
+            say(err, f"  {f.message(threshold)}")

@@ -152,3 +152,15 @@ def test_the_warning_is_a_warning_not_an_error_in_process(tmp_path, monkeypatch)
         assert reg.names() == ["fine"]
     assert [w.category for w in seen] == [PluginWarning]
     assert reg.plugin_errors() == {"broken": "ImportError: the plugin needs libfoo 2"}
+
+
+def test_peek_loads_nothing(tmp_path, monkeypatch):
+    broken_distribution(tmp_path, "archbench.peek_group")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    reg = Registry("gadget", "archbench.peek_group")
+    reg.add("fine", 1)
+    reg.add_lazy("later", "no_such_module_archbench_test:thing")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a load of the broken entry point would warn, and fail here
+        assert reg.peek("fine") == 1 and reg.peek("later") is None and reg.peek("absent") is None
+    assert not reg._entry_points_loaded

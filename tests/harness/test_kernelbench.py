@@ -399,6 +399,72 @@ def test_gate_fails_an_entry_that_now_errors_and_ignores_entries_without_baselin
     assert report.missing == ["deltanet/torch/fwd+bwd/float32/B1-T256-H4-D64/causal"]
 
 
+def _grid(**rel):
+    """fox/torch at four shapes x modes, each at ``rel[name]`` times its baseline ratio 2.0."""
+    results, base = [_result("softmax", 1.0, 1.0, impl="sdpa")], {}
+    for i, t in enumerate((256, 512)):
+        for mode in ("fwd", "fwd+bwd"):
+            r = _result("fox", 2.0 * rel.get(f"e{2 * i + (mode == 'fwd+bwd')}", 1.0), 1.0, t=t)
+            r.mode = mode
+            results.append(r)
+            base[r.key] = {"gate_ratio": 2.0}
+    return results, base
+
+
+def test_a_kernel_is_judged_on_the_geometric_mean_of_its_entries():
+    # one noisy entry at +25% among four: the kernel is at 1.057x, within +15%
+    results, base = _grid(e0=1.25)
+    report = kb.run_gate(results, base, 0.15)
+    assert report.passed and report.worst.relative == 1.25
+    assert report.worst_kernel.name == "fox/torch" and report.worst_kernel.relative == pytest.approx(1.25 ** 0.25)
+    # the whole kernel 1.2x slower: every entry a bit over, the mean over the limit
+    results, base = _grid(e0=1.2, e1=1.2, e2=1.2, e3=1.2)
+    report = kb.run_gate(results, base, 0.15)
+    assert not report.passed and len(report.failures) == 4
+    [k] = report.failing_kernels
+    assert "fox/torch: 1.20x its baseline over 4 entries" in k.message(0.15) and "one entry alone +30%" in k.message(0.15)
+    # one entry alone past twice the limit fails the kernel, whatever the others do
+    results, base = _grid(e3=1.31)
+    assert not kb.run_gate(results, base, 0.15).passed
+    results, base = _grid(e3=1.29)
+    assert kb.run_gate(results, base, 0.15).passed
+
+
+def test_a_failing_kernel_is_measured_again_on_all_its_entries_keeping_each_ones_smaller_ratio():
+    results, base = _grid(e0=1.2, e1=1.2, e2=1.2, e3=1.2)
+    report = kb.run_gate(results, base, 0.15, remeasure=lambda failing: [
+        _with_mode(x, r.mode) for r in failing for x in [_result(r.op, 2.0 * (1.05 if r.mode == "fwd" else 1.3),
+                                                                    1.0, t=r.seq_len)]])
+    assert len(report.remeasured) == 4
+    # fwd entries: min(1.2, 1.05) = 1.05; fwd+bwd: min(1.2, 1.3) = 1.2; geometric mean 1.122 < 1.15
+    assert report.passed and report.worst_kernel.relative == pytest.approx((1.05 * 1.2) ** 0.5)
+
+
+def _with_mode(r, mode):
+    r.mode = mode
+    return r
+
+
+def test_the_baseline_is_the_median_of_the_saves_from_the_same_tree(tmp_path, monkeypatch):
+    from harness import environment
+
+    sha = {"v": "aaa"}
+    monkeypatch.setattr(environment, "describe", lambda device: {"git_sha": sha["v"], "torch_version": "2.x"})
+    key = "fox/torch/fwd+bwd/float32/B1-T256-H4-D64/causal"
+    for fox in (2.0, 2.6, 2.2):
+        path = kb.save_baseline(tmp_path, _run(fox=fox), "cpu-x", command="archbench bench")
+    entry = json.loads(path.read_text())["device_classes"]["cpu-x"]["entries"][key]
+    assert entry["samples"] == [2.0, 2.6, 2.2] and entry["gate_ratio"] == 2.2  # the median, not the last
+    for fox in (3.0,) * 6:
+        kb.save_baseline(tmp_path, _run(fox=fox), "cpu-x", command="archbench bench")
+    entry = json.loads(path.read_text())["device_classes"]["cpu-x"]["entries"][key]
+    assert len(entry["samples"]) == kb.MAX_SAMPLES and entry["gate_ratio"] == 3.0
+    sha["v"] = "bbb"  # another tree starts afresh
+    kb.save_baseline(tmp_path, _run(fox=2.4), "cpu-x", command="archbench bench")
+    entry = json.loads(path.read_text())["device_classes"]["cpu-x"]["entries"][key]
+    assert entry["samples"] == [2.4] and entry["gate_ratio"] == 2.4
+
+
 def test_max_slowdown_parsing():
     assert kb.parse_max_slowdown("20%") == pytest.approx(0.2)
     assert kb.parse_max_slowdown("0.35") == pytest.approx(0.35)
