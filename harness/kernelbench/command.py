@@ -12,7 +12,8 @@ The hops, in order:
    (:func:`harness.kernelbench.report.store_results`);
 4. write ``--save-baseline`` (:func:`harness.kernelbench.gate.save_baseline`);
 5. the gate with ``--compare``: the results against the committed baseline file, the failing
-   entries measured once more (:func:`harness.kernelbench.gate.run_gate`).
+   kernels measured once more, on CPU in a fresh process (:func:`harness.kernelbench.gate.run_gate`,
+   :mod:`harness.kernelbench.fresh`).
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ from typing import Any, Callable, ContextManager
 
 from harness.errors import UserError
 from harness.kernelbench.gate import GateReport, load_baseline, parse_max_slowdown, run_gate, save_baseline
+from harness.kernelbench.fresh import fresh_remeasurer
 from harness.kernelbench.measure import BenchResult, Progress, remeasurer, run_bench
 from harness.kernelbench.report import FORMATS, slowdown_note, store_results
 from harness.kernelbench.spec import BenchSpec, Option, device_class, make_spec
-from harness.kernelbench.timers import make_timer
+from harness.kernelbench.timers import CpuTimer, make_timer
 
 
 @dataclass
@@ -82,5 +84,7 @@ def run(*, ops: Option = None, impls: Option = None, seq_lens: Option = None, sh
         outcome.baseline_written = save_baseline(save_baseline_to, outcome.results, outcome.dev_class,
                                                  command=command)
     if entries is not None:
-        outcome.gate = run_gate(outcome.results, entries, threshold, remeasure=remeasurer(spec, timer))
+        # on CPU the second opinion comes from a fresh process: a process's offset is its own
+        again = fresh_remeasurer(spec, timer) if isinstance(timer, CpuTimer) else remeasurer(spec, timer)
+        outcome.gate = run_gate(outcome.results, entries, threshold, remeasure=again)
     return outcome

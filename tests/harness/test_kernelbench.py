@@ -648,3 +648,32 @@ def test_an_op_added_in_its_own_folder_is_benchmarked_with_its_flops(monkeypatch
     assert rows["toy", "torch", "fwd"]["tflops"] > 0
     assert ("toy", "triton", "fwd") not in rows  # CUDA only: skipped on this machine, not failed
     assert "toy/triton: needs CUDA" in res.stderr
+
+
+def test_the_cpu_second_opinion_comes_from_a_fresh_process_with_the_same_settings():
+    """The child process measures the same entries (key fields, slowdown, clock, threads) and
+    hands back paired ratios the gate reads; a planted 2x shows there too."""
+    spec = kb.make_spec(ops="fox", impls="torch", shapes="1x32x2x8", mode="fwd", rounds=1, slowdown="fox=2")
+    timer = kb.CpuTimer(0.01, num_threads=1, clock="cpu")
+    first = [kb.BenchResult(op="fox", impl="torch", mode="fwd", dtype="float32", batch=1, seq_len=32, heads=2,
+                            head_dim=8)]
+    from harness.kernelbench.fresh import fresh_remeasurer
+
+    again = fresh_remeasurer(spec, timer)(first)
+    by = {r.key: r for r in again}
+    fox = by[first[0].key]
+    assert fox.status == "ok" and len(fox.paired_ratios) == 2  # twice the rounds
+    assert fox.gate_ratio > 1.0  # fox is ~1x SDPA at this size; the planted 2x doubles it
+    assert any(r.is_baseline for r in again)
+
+
+def test_a_fresh_process_that_cannot_run_leaves_the_first_measurement(monkeypatch):
+    from harness.kernelbench import fresh
+
+    spec = kb.make_spec(ops="fox", impls="torch", shapes="1x32x2x8", mode="fwd", rounds=1)
+    timer = kb.make_timer("cpu", 0.01)
+    monkeypatch.setattr(fresh.sys, "executable", "/bin/false")
+    first = [_result("fox", 4.0, 1.0)]
+    assert fresh.fresh_remeasurer(spec, timer)(first) == []
+    report = kb.run_gate(_run(fox=4.0), BASE, 0.2, remeasure=fresh.fresh_remeasurer(spec, timer))
+    assert not report.passed and report.failures[0].ratios == [4.0]  # measured once: still a failure
