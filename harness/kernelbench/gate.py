@@ -11,11 +11,13 @@ measured on a known-good tree: ``gate_ratio``, the median over rounds of the pai
 fastest SDPA timing) and both times, for people reading the file.  A file written before
 ``gate_ratio`` existed is compared on its ``ratio`` (:func:`baseline_ratio`); regenerate it.
 
-**The comparison** (:func:`run_gate`): an entry fails when its ``gate_ratio`` exceeds
-``baseline * (1 + max_slowdown)``, or when it now errors.  Failing entries are measured once
-more (twice the rounds, each timing twice as long, the rounds spread over the suspects) and
-fail only when the slowdown shows in both measurements (the smaller ratio is kept), so a busy
-spell of the machine during the first measurement does not fail the build.  A device class
+**The comparison** (:func:`run_gate`, :class:`GateReport`): a kernel (``op/impl``) fails when
+the geometric mean over its entries of ``gate_ratio / baseline`` exceeds ``1 + max_slowdown``,
+when one entry alone exceeds ``1 + 2 max_slowdown``, or when an entry now errors.  Every entry of a failing kernel is
+measured once more (twice the rounds, each timing twice as long, the rounds spread over the
+suspects; on CPU in a fresh process, :mod:`harness.kernelbench.fresh`), each entry keeps the
+smaller of its two ratios, and the kernel fails only when it still fails on those, so neither
+a busy spell of the machine nor one process's offset fails the build.  A device class
 with no baseline passes with a note: ratios depend on the CPU/GPU model and the thread count,
 and comparing against another machine's baseline would fail (or pass) for reasons that have
 nothing to do with the change.
