@@ -10,8 +10,9 @@ Hooks, in the order a run calls them:
 
 - ``on_start(run_id, steps)``: data and model are built; ``steps`` optimizer steps follow
   (fewer if the run stops early);
-- ``on_progress(step, loss, acc)``: after an optimizer step (every 10th, and after every
-  evaluation, where ``acc`` is the validation score; else ``None``);
+- ``on_progress(step, loss, acc, tokens)``: after an optimizer step (every 10th, and after
+  every evaluation, where ``acc`` is the validation score; else ``None``); ``tokens``: the
+  input tokens trained on so far;
 - ``on_eval(step, rows)``: a learning-curve point, ``rows`` a list of (split, name, value);
 - ``on_checkpoint(path, sha256, step)``: the checkpoint is written (before ``on_end``);
 - ``on_end(result)``: the run's :class:`~harness.train.TrainResult`, whatever its status;
@@ -20,6 +21,7 @@ Hooks, in the order a run calls them:
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from harness.store import Store
@@ -33,7 +35,7 @@ class Callback:
 
     def on_start(self, run_id: str, steps: int) -> None: ...
 
-    def on_progress(self, step: int, loss: float, acc: float | None = None) -> None: ...
+    def on_progress(self, step: int, loss: float, acc: float | None = None, tokens: int | None = None) -> None: ...
 
     def on_eval(self, step: int, rows: list[tuple[str, str, float]]) -> None: ...
 
@@ -79,8 +81,8 @@ class StoreCallback(Callback):
 
 
 class ProgressBar(Callback):
-    """A transient terminal bar: steps, loss and the last validation score.  It appears once
-    the run knows its length (``on_start``) and goes at the end of the run."""
+    """A transient terminal bar: steps, loss, the last validation score and tokens per second.
+    It appears once the run knows its length (``on_start``) and goes at the end of the run."""
 
     def __init__(self, label: str) -> None:
         self.label = label
@@ -90,14 +92,18 @@ class ProgressBar(Callback):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("loss {task.fields[loss]:.3f} val {task.fields[acc]}"),
+                            TextColumn("loss {task.fields[loss]:.3f} val {task.fields[acc]} {task.fields[speed]}"),
                             TimeRemainingColumn(), transient=True)
         self.bar.start()
-        self.task = self.bar.add_task(self.label, total=steps, loss=float("nan"), acc="-")
+        self.task = self.bar.add_task(self.label, total=steps, loss=float("nan"), acc="-", speed="")
+        self.t0 = time.perf_counter()
 
-    def on_progress(self, step: int, loss: float, acc: float | None = None) -> None:
+    def on_progress(self, step: int, loss: float, acc: float | None = None, tokens: int | None = None) -> None:
         if self.bar is not None:
-            kw = {"acc": f"{acc:.3f}"} if acc is not None else {}
+            kw: dict[str, Any] = {"acc": f"{acc:.3f}"} if acc is not None else {}
+            elapsed = time.perf_counter() - self.t0
+            if tokens and elapsed > 0:
+                kw["speed"] = f"{tokens / elapsed:,.0f} tok/s"
             self.bar.update(self.task, completed=step, loss=loss, **kw)
 
     def on_end(self, result: TrainResult) -> None:

@@ -100,23 +100,44 @@ def _report_run(r, cfg) -> None:  # noqa: ANN001
 @app.command("eval")
 @handles_errors
 def eval_(
-    checkpoint: Path = typer.Argument(..., help="checkpoint directory written by train"),
+    checkpoint: str = typer.Argument(..., help="checkpoint directory written by train, or hf:PATH (a Hugging Face "
+                                     "model directory or hub id, with --lm-tasks)"),
     task: Optional[str] = typer.Option(None, help="task to evaluate on (default: the one trained on)"),
     preset: Optional[str] = typer.Option(None, help="task preset"),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="task knob override, e.g. seq_len=256"),
     data: Optional[str] = typer.Option(None, "--data", help="a test set: .npz/.safetensors (inputs, labels [n, T]), "
                                        "or the task's text format (.jsonl, .parquet, a Hugging Face dataset)"),
     split: Optional[list[str]] = typer.Option(None, "--split", help="splits to score (default: all but train)"),
-    seed: Optional[int] = typer.Option(None, help="data seed (default: the run's seed)"),
+    seed: Optional[int] = typer.Option(None, help="data seed (default: the run's seed; lm-eval: 0)"),
+    lm_tasks: Optional[str] = typer.Option(None, "--lm-tasks", help="lm-eval tasks, comma separated (hellaswag, "
+                                           "archbench_needle, ...): run lm-eval instead of the probe splits"),
+    num_fewshot: Optional[int] = typer.Option(None, "--num-fewshot", help="lm-eval few-shot examples (default: "
+                                              "each task's own)"),
+    limit: Optional[float] = typer.Option(None, "--limit", help="lm-eval: at most this many documents per task "
+                                          "(below 1: a fraction)"),
+    batch_size: int = typer.Option(16, "--batch-size", help="lm-eval batch size"),
+    device: str = typer.Option("cpu", "--device", help="lm-eval device: cpu, cuda, cuda:N"),
+    include_path: Optional[list[str]] = typer.Option(None, "--include-path", help="a directory of your own lm-eval "
+                                                     "task YAMLs (repeatable)"),
     db: Optional[str] = DB, fmt: str = FORMAT, plugin: Optional[list[str]] = PLUGIN,
 ) -> None:
-    """Score a checkpoint on its task's splits, other task settings, or a data file."""
+    """Score a checkpoint on its task's splits, other task settings, a data file, or lm-eval tasks."""
     import pandas as pd
 
+    _plugins(plugin)
+    if lm_tasks is not None:
+        from harness.lm_eval_run import evaluate_lm_and_store
+        from harness.report import BENCHMARK_COLUMNS
+
+        outcome = evaluate_lm_and_store(checkpoint, lm_tasks, db, num_fewshot=num_fewshot, limit=limit,
+                                        batch_size=batch_size, device=device, include_path=include_path,
+                                        seed=seed or 0)
+        print_frame(pd.DataFrame(outcome.rows, columns=BENCHMARK_COLUMNS)[BENCHMARK_COLUMNS], fmt,
+                    title=f"lm-eval {outcome.label}", formats={"value": "{:.4f}", "stderr": "{:.4f}"})
+        return
     from harness.evaluate_checkpoint import evaluate_and_store
     from harness.report import EVAL_COLUMNS
 
-    _plugins(plugin)
     rows = evaluate_and_store(checkpoint, db, task=task, preset=preset, sets=set_, data_file=data, splits=split,
                               seed=seed)
     print_frame(pd.DataFrame(rows)[EVAL_COLUMNS], fmt, title=f"eval {checkpoint}")

@@ -43,7 +43,11 @@ class TaskSpec(_Strict):
         defaults, data sizes left out (``mqar(num_pairs=8,vocab_size=256)``)."""
         from tasks import get_task_class
 
-        defaults = get_task_class(self.name).Config().model_dump(mode="json") if self._defaults_ok() else {}
+        cls = get_task_class(self.name).Config
+        if self._defaults_ok():
+            defaults = cls().model_dump(mode="json")
+        else:  # a task with a required knob (text's source): the fields' own defaults
+            defaults = {k: f.default for k, f in cls.model_fields.items()}
         skip = {"n_train", "n_val", "n_test"}
         knobs = ",".join(f"{k}={v}" for k, v in sorted(self.params.items())
                          if k not in skip and defaults.get(k, object()) != v)

@@ -26,6 +26,8 @@ def evaluate_checkpoint(path: str | Path, *, task: str | None = None, preset: st
     scored by that task's metrics as split ``file`` (:func:`load_data`).  Nothing is stored here: bad input
     fails before any database is touched; see :func:`store_evaluation`.
     """
+    if str(path).startswith("hf:"):
+        raise UserError("a Hugging Face model is scored by lm-eval: add --lm-tasks (e.g. --lm-tasks archbench_needle)")
     path = Path(path)
     model, meta = load_checkpoint(path)
     trained = meta.get("task") or {}

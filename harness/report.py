@@ -131,6 +131,8 @@ def run_line(r, cfg) -> str:  # noqa: ANN001
 # -- listings -------------------------------------------------------------------------
 
 EVAL_COLUMNS = ["split", "name", "value", "n_examples"]
+BENCHMARK_COLUMNS = ["benchmark", "metric", "filter", "value", "stderr", "n_samples", "num_fewshot"]
+"""What ``archbench eval --lm-tasks`` prints of each stored lm-eval score."""
 """What ``archbench eval`` prints of each stored evaluation row."""
 
 

@@ -285,7 +285,7 @@ def _train(cfg: RunConfig, rid: str, device: torch.device, ckpt_dir: Path | None
         return dict(((sp, n), v) for sp, n, v in rows)[(task.val_split, task.metric)]
 
     model.train()
-    step, val_score, loss_value = 0, None, float("nan")
+    step, val_score, loss_value, tokens = 0, None, float("nan"), 0
     while step < steps:
         x, y = batches.next()
         x, y = x.to(device), y.to(device)
@@ -293,6 +293,7 @@ def _train(cfg: RunConfig, rid: str, device: torch.device, ckpt_dir: Path | None
         with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
             logits = model(x, pos)
         loss = F.cross_entropy(logits.float(), y[pos])
+        tokens += int(x.numel())
         loss_value = loss.item()
         if not math.isfinite(loss_value):
             raise Diverged(f"loss became {loss_value} at step {step + 1}", step + 1)
@@ -306,11 +307,11 @@ def _train(cfg: RunConfig, rid: str, device: torch.device, ckpt_dir: Path | None
         reached.step = step
         if step % cfg.train.eval_every == 0 or step == steps:
             val_score = evaluate_curve(step)
-            emit(callbacks, "on_progress", step, loss_value, val_score)
+            emit(callbacks, "on_progress", step, loss_value, val_score, tokens)
             if cfg.train.early_stop is not None and val_score >= cfg.train.early_stop:
                 break
         elif step % 10 == 0:
-            emit(callbacks, "on_progress", step, loss_value, None)
+            emit(callbacks, "on_progress", step, loss_value, None, tokens)
 
     final: dict[tuple[str, str], float | None] = {}
     for split, data in eval_data.items():
@@ -322,7 +323,8 @@ def _train(cfg: RunConfig, rid: str, device: torch.device, ckpt_dir: Path | None
     if ckpt_dir is not None:
         ckpt = str(ckpt_dir / rid)
         sha = save_checkpoint(model, ckpt, {"run_id": rid, "step": step, "task": cfg.task.model_dump(mode="json"),
-                                            "seed": cfg.seed})
+                                            "seed": cfg.seed, **task.checkpoint_meta()},
+                              files=task.checkpoint_files())
         emit(callbacks, "on_checkpoint", ckpt, sha, step)
     floor, strategy = task.floor(eval_data[task.test_split], task.test_split)
     scores = dict(metric=task.metric, val_score=final[(task.val_split, task.metric)],

@@ -40,8 +40,11 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def save_checkpoint(model: LM, path: str | Path, meta: dict[str, Any]) -> str:
-    """Write ``model`` and ``meta`` (task spec, run id, step...) to ``path``; return the weights' sha256."""
+def save_checkpoint(model: LM, path: str | Path, meta: dict[str, Any], files: dict[str, bytes] | None = None) -> str:
+    """Write ``model`` and ``meta`` (task spec, run id, step...) to ``path``; return the weights' sha256.
+
+    ``files`` (name -> content) are written beside them (a text model's ``tokenizer.json``),
+    inside the same atomic rename."""
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -50,6 +53,10 @@ def save_checkpoint(model: LM, path: str | Path, meta: dict[str, Any]) -> str:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    for name, content in (files or {}).items():
+        if name in (WEIGHTS, CONFIG) or Path(name).name != name:
+            raise ValueError(f"a checkpoint cannot carry a file named {name!r}")
+        (tmp / name).write_bytes(content)
     save_file(state, str(tmp / WEIGHTS))
     sha = file_sha256(tmp / WEIGHTS)
     config = {

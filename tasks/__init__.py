@@ -1,4 +1,5 @@
-"""The task registry: synthetic probes that turn (config, split, seed) into tensors.
+"""The task registry: synthetic probes (and text language modelling) that turn (config, split,
+seed) into tensors.
 
 Importing this package registers the built-in probes.
 """
@@ -15,7 +16,7 @@ from tasks.registry import (
 )
 
 from tasks import (  # noqa: F401  (registers the built-in probes)
-    flipflop, induction, modular_addition, mqar, multiplication, needle, state_tracking,
+    flipflop, induction, modular_addition, mqar, multiplication, needle, state_tracking, text,
 )
 
 __all__ = [

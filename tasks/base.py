@@ -180,6 +180,9 @@ class Task:
     test_split: ClassVar[str] = "test"
     eval_train: ClassVar[bool] = False
     """Also score the train split at every evaluation step (for fit curves)."""
+    scores_loglikelihood: ClassVar[bool] = False
+    """Also hand the negative log-likelihood of every scored target to
+    :meth:`score_loglikelihood` (language modelling's metrics need more than arg-max)."""
     curve_splits: ClassVar[tuple[str, ...]] = ()
     """Splits besides ``val_split`` scored at every evaluation step (stored as curves);
     never used to choose anything, only to report (e.g. grokking's test curve)."""
@@ -224,6 +227,22 @@ class Task:
     def score(self, preds: torch.Tensor, targets: torch.Tensor, split: str) -> dict[str, float]:
         """Metrics for arg-max predictions ``preds [n, T]`` against ``targets [n, T]``."""
         return {"accuracy": masked_accuracy(preds, targets)}
+
+    def score_loglikelihood(self, nll: torch.Tensor, targets: torch.Tensor, split: str) -> dict[str, float]:
+        """Metrics from ``nll``, the negative log-likelihood (nats, float64) of every scored
+        target in the order of ``targets[targets != IGNORE]``; called only for tasks that set
+        :attr:`scores_loglikelihood`."""
+        return {}
+
+    # -- checkpoints ---------------------------------------------------------------
+    def checkpoint_meta(self) -> dict[str, Any]:
+        """JSON a checkpoint of a model trained on this task records beside its weights
+        (a text task: its tokenizer)."""
+        return {}
+
+    def checkpoint_files(self) -> dict[str, bytes]:
+        """Files a checkpoint must carry beside its weights (name -> content; e.g. a tokenizer)."""
+        return {}
 
     # -- no-skill floor ------------------------------------------------------------
     def trivial_predictions(self, data: TaskData, split: str) -> dict[str, torch.Tensor]:

@@ -19,11 +19,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from harness.store import engine as _engine
 from harness.store.schema import (
-    FINISHED, RUN_STATUSES, Checkpoint, Environment, Evaluation, KernelBenchmark, Metric, ProbeBenchmark, Run, utcnow,
+    FINISHED, RUN_STATUSES, BenchmarkScore, Checkpoint, Environment, Evaluation, KernelBenchmark, Metric, ProbeBenchmark, Run, utcnow,
 )
 
 __all__ = [
-    "RUN_STATUSES", "Checkpoint", "Environment", "Evaluation", "KernelBenchmark", "Metric", "Run",
+    "RUN_STATUSES", "BenchmarkScore", "Checkpoint", "Environment", "Evaluation", "KernelBenchmark", "Metric", "Run",
     "Store", "resolve_url",
 ]
 
@@ -154,6 +154,11 @@ class Store:
     def record_evaluation(self, rows: list[dict[str, Any]]) -> None:
         with self.session() as s:
             s.add_all(Evaluation(**r) for r in rows)
+
+    def record_benchmark_scores(self, rows: list[dict[str, Any]]) -> None:
+        """lm-eval scores of one ``archbench eval --lm-tasks`` call, in one transaction."""
+        with self.session() as s:
+            s.add_all(BenchmarkScore(**r) for r in rows)
 
     def add_probe_benchmarks(self, rows: list[dict[str, Any]]) -> None:
         with self.session() as s:

@@ -126,6 +126,33 @@ class Evaluation(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class BenchmarkScore(Base):
+    """An lm-eval score of a checkpoint (``archbench eval CHECKPOINT --lm-tasks``): one metric
+    of one task, with its standard error and what produced it."""
+
+    __tablename__ = "benchmark_scores"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(String(1024), index=True)  # what was asked for: a path or hf:PATH
+    model_kind: Mapped[str] = mapped_column(String(16))  # archbench | hf
+    model_sha256: Mapped[str | None] = mapped_column(String(64), index=True)  # of the weights (hub ids: NULL)
+    label: Mapped[str] = mapped_column(String(256))  # how the model is shown (arch label, directory name)
+    run_id: Mapped[str | None] = mapped_column(String(16), index=True)  # the archbench run that trained it
+    benchmark: Mapped[str] = mapped_column(String(128), index=True)  # the lm-eval task (or group)
+    metric: Mapped[str] = mapped_column(String(128))
+    filter: Mapped[str] = mapped_column(String(64))
+    value: Mapped[float | None] = mapped_column(Float)
+    stderr: Mapped[float | None] = mapped_column(Float)  # lm-eval's "N/A": NULL
+    higher_is_better: Mapped[bool | None] = mapped_column(Boolean)
+    n_samples: Mapped[int | None] = mapped_column(Integer)  # documents scored
+    num_fewshot: Mapped[int | None] = mapped_column(Integer)
+    limit: Mapped[float | None] = mapped_column(Float)  # lm-eval's --limit (NULL: every document)
+    task_version: Mapped[str | None] = mapped_column(String(32))
+    lm_eval_version: Mapped[str] = mapped_column(String(32))
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON)  # model args, batch size, device, task config
+    environment_id: Mapped[str | None] = mapped_column(ForeignKey("environments.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class KernelBenchmark(Base):
     __tablename__ = "kernel_benchmarks"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
