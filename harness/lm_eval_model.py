@@ -31,6 +31,7 @@ through ``archbench-lm-eval``, which is lm-eval's own command line after this im
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,12 @@ class ArchbenchLM(TemplateLM):
             raise UserError("the archbench lm-eval model needs a checkpoint: --model_args checkpoint=PATH")
         if dtype not in _DTYPES:
             raise UserError(f"dtype {dtype!r} is not one of {', '.join(_DTYPES)}")
-        self._device = torch.device(device or "cpu")
+        device = device or "cpu"
+        if str(device).startswith("cuda") and not torch.cuda.is_available():
+            # lm-eval's command line asks for cuda unless told otherwise; its hf model falls back the same way
+            warnings.warn(f"device {device!r} is not available here; running on cpu", stacklevel=2)
+            device = "cpu"
+        self._device = torch.device(device)
         self.model, self.tok, self.meta = load_text_model(checkpoint, str(self.device))
         self.model.eval()
         self.dtype = _DTYPES[dtype]

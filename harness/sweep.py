@@ -20,7 +20,7 @@ import torch
 from harness.config import RunConfig, SweepFile, run_id
 from harness.errors import UserError
 from harness.store import Store
-from harness.train import RunResult, arch_label, check_fits, run_fields, train_run
+from harness.train import RunResult, arch_label, check_fits, check_task, run_fields, train_run
 from kernels.cpu_memory import keep_freed_memory
 
 _worker_store: Store | None = None
@@ -148,6 +148,7 @@ def run_sweep_file(path: str | Path, db: str | None = None, *, jobs: int = 1,
     plan = plan_sweep(path, plugins)
     for c in plan.configs:
         check_fits(c)
+        check_task(c)
     store = Store(db)
     if on_start:
         on_start(plan, store.url)

@@ -186,6 +186,12 @@ def check_fits(cfg: RunConfig) -> None:
         raise UserError(str(e)) from None
 
 
+def check_task(cfg: RunConfig) -> None:
+    """Let the task read its data source (a text task's files) before anything is stored: a
+    missing file is one clear error, not a failed run with a traceback."""
+    make_task(cfg.task.name, cfg.task.params).prepare()
+
+
 def train_run(cfg: RunConfig, store: Store, *, sweep: str | None = None, checkpoint_dir: str | Path = "checkpoints",
               progress: bool = True, retry_failed: bool = False) -> RunResult:
     """Train, evaluate and store one run (``cfg`` must be resolved): :func:`train` with a
@@ -211,6 +217,7 @@ def train_to_store(cfg: RunConfig, db: str | None = None, **kwargs: Any) -> RunR
     """``archbench train``: :func:`train_run` into the store at ``db`` (keywords as there).  The
     size check runs before the store is opened, so a refused config leaves no store behind."""
     check_fits(cfg)
+    check_task(cfg)
     return train_run(cfg, Store(db), **kwargs)
 
 

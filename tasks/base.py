@@ -216,6 +216,11 @@ class Task:
         return 1.0 / self.vocab_size
 
     # -- data --------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Read what the task's data comes from (files, a dataset) and raise a
+        :class:`~tasks.registry.TaskConfigError` naming the fix if it cannot be used.  The
+        harness calls it before a run is stored; probes generate their data and read nothing."""
+
     def generate(self, split: str, n: int | None = None, seed: int = 0) -> TaskData:
         raise NotImplementedError
 

@@ -40,13 +40,13 @@ import torch
 from pydantic import Field, model_validator
 
 from tasks.base import IGNORE, Task, TaskConfig, TaskData, split_generator
-from tasks.registry import register_task
+from tasks.registry import TaskConfigError, register_task
 from tasks.tokenizer import ByteTokenizer, Tokenizer, make_tokenizer
 
 LN2 = math.log(2.0)
 
 
-class TextError(ValueError):
+class TextError(TaskConfigError):
     """Text that cannot be read or is too short; the message names the fix."""
 
 
@@ -250,6 +250,9 @@ class TextTask(Task):
     @property
     def corpus(self) -> Corpus:
         return _corpus(self.config.model_dump_json())
+
+    def prepare(self) -> None:
+        self.corpus  # noqa: B018  (reads the text and tokenizes it, or raises TextError)
 
     @property
     def tokenizer(self) -> Tokenizer:
