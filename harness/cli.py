@@ -127,13 +127,13 @@ def eval_(
     _plugins(plugin)
     if lm_tasks is not None:
         from harness.lm_eval_run import evaluate_lm_and_store
-        from harness.report import BENCHMARK_COLUMNS
+        from harness.report import BENCHMARK_COLUMNS, BENCHMARK_FORMATS
 
         outcome = evaluate_lm_and_store(checkpoint, lm_tasks, db, num_fewshot=num_fewshot, limit=limit,
                                         batch_size=batch_size, device=device, include_path=include_path,
                                         seed=seed or 0)
         print_frame(pd.DataFrame(outcome.rows, columns=BENCHMARK_COLUMNS)[BENCHMARK_COLUMNS], fmt,
-                    title=f"lm-eval {outcome.label}", formats={"value": "{:.4f}", "stderr": "{:.4f}"})
+                    title=f"lm-eval {outcome.label}", formats=BENCHMARK_FORMATS)
         return
     from harness.evaluate_checkpoint import evaluate_and_store
     from harness.report import EVAL_COLUMNS

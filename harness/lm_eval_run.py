@@ -87,7 +87,13 @@ def _model(ref: str, device: str, batch_size: int, max_length: int | None) -> tu
             from harness.evaluate_checkpoint import data_sha256
 
             sha, path = data_sha256(local), str(local.resolve())
-        args = {"pretrained": path, "device": device, "batch_size": batch_size, "dtype": "float32"}
+        import importlib.util
+
+        missing = [m for m in ("transformers", "accelerate") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise UserError(f"hf: models run through lm-eval's hf model, which needs {' and '.join(missing)}: "
+                            f"pip install 'archbench[lm-eval]'")
+        args = {"pretrained": path, "dtype": "float32"}
         if max_length:
             args["max_length"] = max_length
         info = dict(model=HF_PREFIX + path, model_kind="hf", model_sha256=sha, label=Path(path).name or path,

@@ -133,6 +133,7 @@ def run_line(r, cfg) -> str:  # noqa: ANN001
 EVAL_COLUMNS = ["split", "name", "value", "n_examples"]
 BENCHMARK_COLUMNS = ["benchmark", "metric", "filter", "value", "stderr", "n_samples", "num_fewshot"]
 """What ``archbench eval --lm-tasks`` prints of each stored lm-eval score."""
+BENCHMARK_FORMATS = {"value": "{:.4f}", "stderr": "{:.4f}", "n_samples": "{:.0f}", "num_fewshot": "{:.0f}"}
 """What ``archbench eval`` prints of each stored evaluation row."""
 
 
