@@ -1,7 +1,7 @@
 """The archbench dashboard: ``archbench dashboard [--db URL] [--port N]``.
 
-Equivalently ``streamlit run dashboard/app.py -- --db URL``.  Four pages (leaderboard,
-probes, kernels, runs), all read-only over the results store.
+Equivalently ``streamlit run dashboard/app.py -- --db URL``.  Five pages (leaderboard,
+benchmarks, probes, kernels, runs), all read-only over the results store.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ if common.open_or_explain(url):
     here = Path(__file__).parent
     page = st.navigation([
         st.Page(here / "views" / "leaderboard.py", title="Leaderboard", icon=":material/leaderboard:", default=True),
+        st.Page(here / "views" / "benchmarks.py", title="Benchmarks", icon=":material/fact_check:"),
         st.Page(here / "views" / "probes.py", title="Probes", icon=":material/science:"),
         st.Page(here / "views" / "kernels.py", title="Kernels", icon=":material/speed:"),
         st.Page(here / "views" / "runs.py", title="Runs", icon=":material/table_rows:"),

@@ -131,6 +131,21 @@ def run_detail(url: str, run_id: str) -> dict[str, Any] | None:
     return queries.run_detail(store(url), run_id)
 
 
+@st.cache_data(ttl=TTL, show_spinner=False)
+def benchmark_board(url: str) -> queries.BenchmarkBoard:
+    return queries.benchmark_leaderboard(store(url))
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def benchmark_models(url: str) -> pd.DataFrame:
+    return queries.benchmark_models(store(url))
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def model_scores(url: str, model: str) -> pd.DataFrame:
+    return queries.model_scores(store(url), model)
+
+
 # -- presentation --------------------------------------------------------------------------
 
 def highlight_best(df: pd.DataFrame, columns: list[str], fmt: dict[str, str]):  # noqa: ANN201

@@ -203,11 +203,15 @@ def leaderboard(fmt: str = FORMAT, db: Optional[str] = DB,
                 exclude_failed: bool = typer.Option(False, "--exclude-failed",
                                                     help="leave failed and diverged runs out (default: they score 0)"),
                 settings: bool = typer.Option(False, "--settings", help="per task setting: chosen lr and scores"),
-                kernels: bool = typer.Option(False, "--kernels", help="latest kernel benchmarks, not the ranking")) -> None:
+                kernels: bool = typer.Option(False, "--kernels", help="latest kernel benchmarks, not the ranking"),
+                benchmarks: bool = typer.Option(False, "--benchmarks", help="models ranked on lm-eval scores")) -> None:
     """Rank architectures: best lr on val, its test score over the no-skill floor, failures as 0."""
-    from harness.queries import scoped_leaderboard
+    from harness.queries import benchmark_leaderboard, scoped_leaderboard
+    from harness.report import print_benchmark_board
 
     store = _open(db, readonly=True)
+    if benchmarks:
+        return print_benchmark_board(benchmark_leaderboard(store), fmt)
     if kernels:
         from harness.queries import KERNEL_COLUMNS, latest_kernels
 

@@ -13,16 +13,21 @@ The ranking is not re-implemented: :func:`leaderboard` filters a
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, event, func, select
+from sqlalchemy import Engine, and_, event, func, or_, select
 
+from harness.benchmark_board import (BENCHMARK_BOARD_COLUMNS, BenchmarkBoard, benchmark_board_columns,  # noqa: F401
+                                     cell_label, is_probe, latest_rows, model_keys, rank_benchmarks, short_id,
+                                     shown_table)
 from harness.errors import UserError
 from harness.identity import flatten
 from harness.ranking import (BOARD_COLUMNS, Column, Leaderboard, board_columns, choose_lr, prepare,  # noqa: F401
                              rank, task_columns)  # (dashboard: the leaderboard's columns are defined once, there)
-from harness.store import Checkpoint, Environment, KernelBenchmark, Metric, Run, Store
+from harness.store import BenchmarkScore, Checkpoint, Environment, KernelBenchmark, Metric, Run, Store
+from harness.store.schema import Evaluation
 
 NO_SWEEP = "(no sweep)"
 """How runs started outside a sweep (``sweep`` is NULL) are named in filters."""
@@ -350,3 +355,114 @@ def config_diff(a: dict[str, Any], b: dict[str, Any]) -> pd.DataFrame:
         rows.append(dict(key=k, a="" if va is missing else repr(va), b="" if vb is missing else repr(vb),
                          differs=va is missing or vb is missing or va != vb))
     return pd.DataFrame(rows, columns=["key", "a", "b", "differs"])
+
+
+# -- lm-eval benchmarks -------------------------------------------------------------------
+
+_BENCHMARK_COLS = ["id", "model", "model_kind", "model_sha256", "label", "run_id", "benchmark", "metric", "filter",
+                   "value", "stderr", "higher_is_better", "n_samples", "num_fewshot", "limit", "task_version",
+                   "lm_eval_version", "created_at"]
+
+
+def benchmark_scores(store: Store, model: str | None = None) -> pd.DataFrame:
+    """Every stored lm-eval score (``archbench eval --lm-tasks``), oldest first; with ``model``,
+    those of one model: its weights sha256, or what was asked for (a path, ``hf:PATH``)."""
+    cols = [getattr(BenchmarkScore, c) for c in _BENCHMARK_COLS]
+    q = select(*cols).order_by(BenchmarkScore.created_at, BenchmarkScore.id)
+    if model is not None:
+        q = q.where(or_(BenchmarkScore.model_sha256 == model, BenchmarkScore.model == model))
+    with store.session() as s:
+        return _frame(s.execute(q).all(), _BENCHMARK_COLS)
+
+
+def benchmark_leaderboard(store: Store) -> BenchmarkBoard:
+    """Models ranked on their lm-eval scores (:func:`harness.benchmark_board.rank_benchmarks`): what
+    ``archbench leaderboard --benchmarks`` prints and the dashboard's benchmarks page shows."""
+    return rank_benchmarks(benchmark_scores(store))
+
+
+def benchmark_models(store: Store) -> pd.DataFrame:
+    """One row per model with lm-eval scores, newest first: ``model_key`` (its identity, what
+    :func:`model_scores` takes), label, model, model_kind, run_id, last (its latest score's time)."""
+    df = benchmark_scores(store)
+    cols = ["model_key", "label", "model", "model_kind", "run_id", "last"]
+    if df.empty:
+        return pd.DataFrame(columns=cols)
+    df = df.assign(model_key=model_keys(df), last=df["created_at"])
+    return (df.sort_values(["created_at", "id"]).groupby("model_key").tail(1)
+            .sort_values(["last", "id"], ascending=False)[cols].reset_index(drop=True))
+
+
+MODEL_SCORE_COLUMNS = ["kind", "source", "task", "setting", "split", "metric", "value", "stderr", "n", "created_at"]
+"""One score of a model (:func:`model_scores`): ``kind`` probe or benchmark; ``source`` where it was
+measured (``lm-eval``, ``archbench eval``, ``training run``)."""
+
+
+def model_scores(store: Store, model: str) -> pd.DataFrame:
+    """A model's probe and benchmark scores together (:data:`MODEL_SCORE_COLUMNS`), probes first.
+
+    ``model`` is a model identity (``model_key`` of :func:`benchmark_models`: the weights sha256,
+    or a hub id) or what was asked for (a path).  Collected: its latest lm-eval scores per
+    (benchmark, metric, filter, few-shot count, limit), ``archbench_*`` tasks counted as probes;
+    its latest ``archbench eval`` scores, matched by the checkpoint's sha256 (by path for a
+    checkpoint without one); and, for a checkpoint trained by archbench, its run's headline
+    test score.
+    """
+    bench = benchmark_scores(store, model)
+    keys = model_keys(bench)
+    if (keys == model).any():
+        bench = bench[keys == model]
+    rows = []
+    for r in latest_rows(bench).itertuples() if not bench.empty else ():
+        setting = cell_label("", r.num_fewshot, r.limit).strip(" ()")
+        if r.filter != "none":
+            setting = f"{setting}, filter {r.filter}" if setting else f"filter {r.filter}"
+        rows.append(dict(kind="probe" if is_probe(r.benchmark) else "benchmark", source="lm-eval",
+                         task=r.benchmark, setting=setting, split=None, metric=r.metric, value=r.value,
+                         stderr=r.stderr, n=r.n_samples, created_at=r.created_at))
+    shas = sorted(set(bench["model_sha256"].dropna())) or ([model] if bench.empty else [])
+    paths = sorted(set(bench.loc[bench["model_sha256"].isna() & (bench["model_kind"] == "archbench"), "model"]))
+    rows += _evaluation_scores(store, shas, paths)
+    run_ids = sorted(set(bench["run_id"].dropna()))
+    rows += _run_scores(store, run_ids)
+    out = pd.DataFrame(rows, columns=MODEL_SCORE_COLUMNS)
+    order = {"probe": 0, "benchmark": 1}
+    return (out.assign(_k=out["kind"].map(order)).sort_values(["_k", "source", "task", "setting", "split", "metric"],
+                                                              na_position="first", kind="stable")
+            .drop(columns="_k").reset_index(drop=True))
+
+
+def _evaluation_scores(store: Store, shas: list[str], paths: list[str]) -> list[dict[str, Any]]:
+    cond = [Evaluation.checkpoint_sha256.in_(shas)] if shas else []
+    cond += [Evaluation.checkpoint_path.in_(paths)] if paths else []
+    if not cond:
+        return []
+    cols = [Evaluation.id, Evaluation.task, Evaluation.task_config, Evaluation.data_file, Evaluation.split,
+            Evaluation.name, Evaluation.value, Evaluation.n_examples, Evaluation.created_at]
+    with store.session() as s:
+        found = s.execute(select(*cols).where(or_(*cond)).order_by(Evaluation.created_at, Evaluation.id)).all()
+    latest: dict[tuple, dict[str, Any]] = {}
+    for _id, task, config, data_file, split, name, value, n, created in found:
+        setting = Path(data_file).name if data_file else _knobs(config)
+        latest[(task, setting, split, name)] = dict(kind="probe", source="archbench eval", task=task, setting=setting,
+                                                    split=split, metric=name, value=value, stderr=None, n=n,
+                                                    created_at=created)
+    return list(latest.values())
+
+
+def _knobs(config: dict[str, Any] | None) -> str:
+    """A task config in one line, data sizes left out: ``num_pairs=8, seq_len=64``."""
+    params = dict((config or {}).get("params", config or {}))
+    return ", ".join(f"{k}={v}" for k, v in sorted(params.items())
+                     if k not in ("n_train", "n_val", "n_test", "name") and not isinstance(v, (dict, list)))
+
+
+def _run_scores(store: Store, run_ids: list[str]) -> list[dict[str, Any]]:
+    if not run_ids:
+        return []
+    cols = [Run.task, Run.task_setting, Run.metric, Run.test_score, Run.finished_at]
+    with store.session() as s:
+        found = s.execute(select(*cols).where(and_(Run.id.in_(run_ids), Run.test_score.is_not(None)))).all()
+    return [dict(kind="probe", source="training run", task=task, setting=setting, split="test",
+                 metric=metric or "score", value=score, stderr=None, n=None, created_at=finished)
+            for task, setting, metric, score, finished in found]

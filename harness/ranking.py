@@ -50,7 +50,8 @@ class Column:
     ``fields`` are the table's columns it shows: one, or the two ends of an interval (the
     terminal prints them as one ``low-high`` column, the dashboard as two).  ``fmt`` is a
     :meth:`str.format` pattern for one value (``None``: shown as stored); ``best`` marks columns where higher is better
-    (the dashboard highlights each one's best)."""
+    (the dashboard highlights each one's best); ``se`` names the field holding the value's standard error (shown
+    together as ``value ± se``, :mod:`harness.benchmark_board`)."""
 
     name: str
     header: str
@@ -58,14 +59,17 @@ class Column:
     help: str = ""
     best: bool = False
     ends: tuple[str, str] | None = None
+    se: str | None = None
 
     @property
     def fields(self) -> tuple[str, ...]:
-        return self.ends or (self.name,)
+        return self.ends or ((self.name, self.se) if self.se else (self.name,))
 
     @property
     def headers(self) -> dict[str, str]:
         """Each field's header where the fields are shown apart (an interval's ``low``/``high``)."""
+        if self.se is not None:
+            return {self.name: self.header, self.se: f"{self.header} stderr"}
         if self.ends is None:
             return {self.name: self.header}
         return {self.ends[0]: f"{self.header} low", self.ends[1]: f"{self.header} high"}

@@ -109,6 +109,40 @@ def print_board(lb, fmt: str, title: str) -> None:  # noqa: ANN001
         out.print(f"[yellow]note:[/] {note}", highlight=False)
 
 
+NO_BENCHMARKS = "no lm-eval scores yet; run `archbench eval CHECKPOINT --lm-tasks ...` (e.g. --lm-tasks hellaswag)"
+
+
+def print_benchmark_board(board, fmt: str) -> None:  # noqa: ANN001
+    """``archbench leaderboard --benchmarks``: models ranked on lm-eval scores
+    (:mod:`harness.benchmark_board`), then the incomplete ones and the notes.  JSON and CSV give
+    the table's numbers (each stderr its own field); the table and markdown show ``value ± stderr``."""
+    from harness.benchmark_board import shown_table
+
+    if board.empty:
+        if fmt in ("table", "markdown"):
+            out.print(NO_BENCHMARKS, highlight=False, soft_wrap=True)
+            return
+        print_frame(board.table, fmt)  # json: [], csv: the header (an unknown format: its error)
+        err.print(NO_BENCHMARKS, highlight=False, soft_wrap=True)  # not on stdout: the output stays parseable
+        return
+    title = "archbench benchmarks: models ranked on lm-eval scores"
+    if fmt in ("json", "csv"):
+        print_frame(board.table, fmt, title=title)
+        return
+    t = shown_table(board)
+    cells = list(board.cells["cell"])
+    if fmt == "table" and cells and out.width < 80 + 18 * len(cells):
+        print_frame(t.drop(columns=cells), fmt, title=title)
+        out.print(f"[dim]per-benchmark columns ({', '.join(cells)}): widen the terminal or use --format markdown[/]",
+                  highlight=False)
+    else:
+        print_frame(t, fmt, title=title)
+    if not board.incomplete.empty:
+        print_frame(board.incomplete, fmt, title="incomplete (not ranked: missing reference benchmarks)")
+    for note in board.notes:
+        out.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+
+
 def print_settings(lb, fmt: str, title: str) -> None:  # noqa: ANN001
     """Per (entry, task setting): the chosen learning rate and its scores (``--settings``)."""
     print_frame(lb.settings.drop(columns=["entry_id", "setting_id", "task_id"], errors="ignore"), fmt, title=title)

@@ -169,3 +169,30 @@ def test_pages_on_postgres(seeded, monkeypatch):
         at.selectbox(key="probe_task").set_value(task).run()
         assert not at.exception, (task, [e.value for e in at.exception])
         assert len(at.get("vega_lite_chart")) >= 2, task
+
+
+def test_benchmark_queries_on_postgres(seeded):
+    """The benchmark board's queries (plain SQLAlchemy) read lm-eval scores, probe evaluations and
+    the training run on PostgreSQL as on SQLite."""
+    from harness import queries
+    from harness.store import Store
+    from tests.harness.test_benchmark_board import both, row, sha
+
+    writer = Store(seeded)
+    run_id = writer.runs(status="done", limit=1)[0].id
+    writer.record_evaluation([dict(checkpoint_sha256=sha("a"), checkpoint_path="/checkpoints/a", run_id=run_id,
+                                   task="needle", task_config={"train_len": 64}, split="test", name="accuracy",
+                                   value=0.5, n_examples=8)])
+    writer.record_benchmark_scores(both("a", 0.6, 0.8, run_id=run_id) + both("b", 0.5, 0.5, stderr=None)
+                                   + [row("c", "hellaswag", 0.9, limit=0.5)])
+    writer.close()
+    store = queries.open_store(seeded)
+    try:
+        board = queries.benchmark_leaderboard(store)
+        assert list(board.table["model"]) == ["a", "b"] and board.table["score_se"].isna().tolist() == [False, True]
+        assert list(board.incomplete["model"]) == ["c"]
+        scores = queries.model_scores(store, sha("a"))
+        assert set(scores["source"]) == {"lm-eval", "archbench eval", "training run"}
+        assert len(queries.benchmark_scores(store, sha("b"))) == 4
+    finally:
+        store.close()
