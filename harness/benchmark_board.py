@@ -6,6 +6,8 @@ Input: rows of the ``benchmark_scores`` table (:func:`harness.queries.benchmark_
 1. A model is its weights (``model_sha256``), or, for a hub id that has no hash, what was asked for
    (``model``).  Of each model's rows only the latest (``created_at``, then ``id``) per (benchmark,
    metric, filter, few-shot count, limit) counts: a re-run replaces the earlier score.
+   A group's subtasks (``archbench_needle``'s lengths, mmlu's subjects) are left out: the group's
+   own row stands for them, so a group counts once in the mean, as one benchmark.
 2. A *cell* is a (benchmark, few-shot count, limit): scores with another few-shot count or on
    another subset of documents are not the same number and are never averaged together.
 3. Each benchmark has one headline metric, the same for every model: ``acc_norm``, else ``acc``,
@@ -106,7 +108,10 @@ def is_probe(benchmark: str) -> bool:
 
 
 def latest_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """The latest row per :data:`ROW_KEY`, with ``model_key`` added."""
+    """The latest row per :data:`ROW_KEY`, with ``model_key`` added; rows of a group's subtasks
+    are left out (the group's own row stands for them, so a group counts once)."""
+    if "group" in frame.columns:
+        frame = frame[frame["group"].isna()]
     df = frame.assign(model_key=model_keys(frame))
     return df.sort_values(["created_at", "id"], kind="stable").drop_duplicates(ROW_KEY, keep="last")
 

@@ -123,6 +123,7 @@ def result_rows(results: dict[str, Any], info: dict[str, Any], settings: dict[st
     version = getattr(lm_eval, "__version__", None) or "unknown"
     rows = []
     groups = results.get("groups", {})
+    parent = {sub: group for group, subs in (results.get("group_subtasks") or {}).items() for sub in subs}
     for task, metrics in {**results.get("results", {}), **groups}.items():
         hib = (results.get("higher_is_better") or {}).get(task, {})
         n_shot = (results.get("n-shot") or {}).get(task)
@@ -134,7 +135,7 @@ def result_rows(results: dict[str, Any], info: dict[str, Any], settings: dict[st
                 continue
             metric, filt = key.split(",", 1)
             rows.append(dict(
-                **info, benchmark=task, metric=metric, filter=filt, value=_float(value),
+                **info, benchmark=task, group=parent.get(task), metric=metric, filter=filt, value=_float(value),
                 stderr=_float(metrics.get(f"{metric}_stderr,{filt}")),
                 higher_is_better=hib.get(metric) if isinstance(hib.get(metric), bool) else None,
                 n_samples=samples.get("effective") if isinstance(samples, dict) else None,

@@ -359,8 +359,8 @@ def config_diff(a: dict[str, Any], b: dict[str, Any]) -> pd.DataFrame:
 
 # -- lm-eval benchmarks -------------------------------------------------------------------
 
-_BENCHMARK_COLS = ["id", "model", "model_kind", "model_sha256", "label", "run_id", "benchmark", "metric", "filter",
-                   "value", "stderr", "higher_is_better", "n_samples", "num_fewshot", "limit", "task_version",
+_BENCHMARK_COLS = ["id", "model", "model_kind", "model_sha256", "label", "run_id", "benchmark", "group", "metric",
+                   "filter", "value", "stderr", "higher_is_better", "n_samples", "num_fewshot", "limit", "task_version",
                    "lm_eval_version", "created_at"]
 
 

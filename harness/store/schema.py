@@ -138,6 +138,7 @@ class BenchmarkScore(Base):
     label: Mapped[str] = mapped_column(String(256))  # how the model is shown (arch label, directory name)
     run_id: Mapped[str | None] = mapped_column(String(16), index=True)  # the archbench run that trained it
     benchmark: Mapped[str] = mapped_column(String(128), index=True)  # the lm-eval task (or group)
+    group: Mapped[str | None] = mapped_column(String(128))  # the group it ran in; the group's row stands for it
     metric: Mapped[str] = mapped_column(String(128))
     filter: Mapped[str] = mapped_column(String(64))
     value: Mapped[float | None] = mapped_column(Float)

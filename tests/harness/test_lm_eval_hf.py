@@ -64,6 +64,35 @@ def test_a_hugging_face_model_is_probed_through_lm_eval_into_the_store(hf_dir, t
         assert 0.0 <= value <= 1.0 and n == 4 and limit == 4
     # the probe export went to the cache named by ARCHBENCH_CACHE, not the home directory
     assert list((tmp_path / "cache").rglob("archbench_flipflop*.yaml"))
+    # and the dashboard's Benchmarks page shows the model with those scores
+    dashboard_shows(f"sqlite:///{db}", {r[4]: r[6] for r in rows})
+
+
+def dashboard_shows(url, scores):
+    pytest.importorskip("streamlit")
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import ROOT
+
+    old = os.environ.get("ARCHBENCH_DB")
+    os.environ["ARCHBENCH_DB"] = url
+    try:
+        at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=120)
+        at.run()
+        at.switch_page("views/benchmarks.py").run()
+    finally:
+        if old is None:
+            os.environ.pop("ARCHBENCH_DB")
+        else:
+            os.environ["ARCHBENCH_DB"] = old
+    assert not at.exception, [e.value for e in at.exception]
+    board = next(df.value for df in at.dataframe if "rank" in df.value.columns)
+    assert list(board["model"]) == ["tiny-llama"]
+    for bench, value in scores.items():
+        (col,) = [c for c in board.columns if c.startswith(bench + " ")]
+        assert board[col].iloc[0].startswith(f"{value:.4f}")
+    shown = next(df.value for df in at.dataframe if {"source", "task", "value"} <= set(df.value.columns))
+    assert set(shown["task"]) == set(scores)
 
 
 def test_hf_needs_a_model_directory_or_lm_tasks(hf_dir, tmp_path):

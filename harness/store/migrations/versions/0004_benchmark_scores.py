@@ -23,6 +23,7 @@ def upgrade() -> None:
     sa.Column('label', sa.String(length=256), nullable=False),
     sa.Column('run_id', sa.String(length=16), nullable=True),
     sa.Column('benchmark', sa.String(length=128), nullable=False),
+    sa.Column('group', sa.String(length=128), nullable=True),
     sa.Column('metric', sa.String(length=128), nullable=False),
     sa.Column('filter', sa.String(length=64), nullable=False),
     sa.Column('value', sa.Float(), nullable=True),
