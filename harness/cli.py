@@ -213,19 +213,10 @@ def leaderboard(fmt: str = FORMAT, db: Optional[str] = DB,
     if benchmarks:
         return print_benchmark_board(benchmark_leaderboard(store), fmt)
     if kernels:
-        from harness.queries import KERNEL_COLUMNS, latest_kernels
+        from harness.queries import latest_kernels
+        from harness.report import print_kernels
 
-        kb = latest_kernels(store)
-        if kb.empty and fmt == "table":
-            out.print("no kernel benchmarks yet; run `archbench bench`")
-        else:
-            kb = kb.sort_values(["device_name", "dtype", "mode", "seq_len", "op", "impl"], kind="stable")
-            kb = kb.assign(git_sha=kb["git_sha"].map(lambda s: s[:8] if isinstance(s, str) else s),
-                           created_at=kb["created_at"].map(lambda t: t.isoformat(sep=" ", timespec="seconds")
-                                                           if t is not None and t == t else None))
-            print_frame(kb[KERNEL_COLUMNS].reset_index(drop=True), fmt,
-                        title="kernel benchmarks (latest per op, impl, shape, device)")
-        return
+        return print_kernels(latest_kernels(store), fmt)
     frame = store.score_frame(task=task, size=size)
     if frame.empty and fmt == "table":
         out.print("no finished runs yet; run `archbench suite quick` to make some")
@@ -323,28 +314,9 @@ def dashboard(db: Optional[str] = DB, port: int = typer.Option(8501, help="port 
               host: str = typer.Option("localhost", help="address to bind"),
               open_browser: bool = typer.Option(False, "--open/--no-open", help="open a browser tab")) -> None:
     """Serve the Streamlit leaderboard over the results database (read-only)."""
-    import importlib.util
-    import os
-    import subprocess
+    from harness.serve import serve_dashboard
 
-    from harness.errors import OlderSchema, StoreNotReady, UserError
-    from harness.store import resolve_url
-
-    if importlib.util.find_spec("streamlit") is None:
-        raise UserError("the dashboard needs Streamlit: pip install 'archbench[dashboard]'")
-    url = resolve_url(db)
-    try:
-        _open(url, readonly=True).close()
-    except (StoreNotReady, OlderSchema) as e:
-        # a missing, empty or older store still gets the page, which says how to fill or upgrade
-        # it (and shows the runs once they arrive); any other failure stops here with its fix
-        err.print(f"[yellow]note[/]: {e}", highlight=False, soft_wrap=True)
-    app_path = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
-    cmd = [sys.executable, "-m", "streamlit", "run", str(app_path), "--server.port", str(port),
-           "--server.address", host, "--server.headless", str(not open_browser).lower(),
-           "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal", "--", "--db", url]
-    out.print(f"archbench dashboard on http://{host}:{port} (reading {url}); Ctrl-C to stop")
-    raise typer.Exit(subprocess.call(cmd, env={**os.environ, "ARCHBENCH_DB": url}))
+    raise typer.Exit(serve_dashboard(db, port=port, host=host, open_browser=open_browser))
 
 
 @app.command("bench")

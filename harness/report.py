@@ -222,3 +222,18 @@ def arch_table(d_model: int, n_layers: int, n_heads: int, vocab: int) -> pd.Data
     if base:
         df.insert(3, "vs_transformer", df["non_embedding"] / base)
     return df
+
+
+def print_kernels(kb: pd.DataFrame, fmt: str) -> None:
+    """``archbench leaderboard --kernels``: the latest kernel benchmarks (:func:`harness.queries.latest_kernels`)."""
+    from harness.queries import KERNEL_COLUMNS
+
+    if kb.empty and fmt == "table":
+        out.print("no kernel benchmarks yet; run `archbench bench`")
+        return
+    kb = kb.sort_values(["device_name", "dtype", "mode", "seq_len", "op", "impl"], kind="stable")
+    kb = kb.assign(git_sha=kb["git_sha"].map(lambda s: s[:8] if isinstance(s, str) else s),
+                   created_at=kb["created_at"].map(lambda t: t.isoformat(sep=" ", timespec="seconds")
+                                                   if t is not None and t == t else None))
+    print_frame(kb[KERNEL_COLUMNS].reset_index(drop=True), fmt,
+                title="kernel benchmarks (latest per op, impl, shape, device)")
