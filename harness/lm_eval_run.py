@@ -128,6 +128,10 @@ def result_rows(results: dict[str, Any], info: dict[str, Any], settings: dict[st
         hib = (results.get("higher_is_better") or {}).get(task, {})
         n_shot = (results.get("n-shot") or {}).get(task)
         samples = (results.get("n-samples") or {}).get(task) or {}
+        if task in groups:  # a group scores its subtasks' documents
+            subs = [(results.get("n-samples") or {}).get(t) or {} for t in (results.get("group_subtasks") or {})
+                    .get(task, [])]
+            samples = {"effective": sum(int(x.get("effective") or 0) for x in subs)} if subs else {}
         task_version = (results.get("versions") or {}).get(task)
         config = (results.get("configs") or {}).get(task) or {}
         for key, value in metrics.items():
