@@ -180,6 +180,8 @@ class Task:
     test_split: ClassVar[str] = "test"
     eval_train: ClassVar[bool] = False
     """Also score the train split at every evaluation step (for fit curves)."""
+    synthetic: ClassVar[bool] = True
+    """Generated from a seed (a probe); ``False`` for a task that reads the user's data (text)."""
     scores_loglikelihood: ClassVar[bool] = False
     """Also hand the negative log-likelihood of every scored target to
     :meth:`score_loglikelihood` (language modelling's metrics need more than arg-max)."""

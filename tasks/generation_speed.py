@@ -61,7 +61,7 @@ def bench_probes(preset: str = "paper", n_tokens: int = 2_000_000, reps: int = 3
     out = []
     for name in tasks or task_names():
         cls = get_task_class(name)
-        if preset not in cls.presets:
+        if preset not in cls.presets or not cls.synthetic:  # text reads the user's files: nothing to generate
             continue
         task = make_task(name, preset=preset)
         _one_rep(task, split, min(n_tokens, 50_000), seed=10_000)   # warm up

@@ -74,7 +74,7 @@ class TextConfig(TaskConfig):
     def _one_source(self) -> "TextConfig":
         if bool(self.files) == (self.dataset is not None):
             raise ValueError("text needs exactly one source: `files` (paths, directories, globs) or `dataset` "
-                             "(e.g. --set task.files='[\"corpus/*.txt\"]' or --set task.dataset=owner/name)")
+                             "(e.g. --set 'task.params.files=[\"corpus/*.txt\"]' or --set task.params.dataset=owner/name)")
         return self
 
 
@@ -239,10 +239,11 @@ class TextTask(Task):
     Config = TextConfig
     description = "causal language modelling on your text files or a Hugging Face dataset (bits per byte)"
     metric = "compression"
+    synthetic = False
     scores_loglikelihood = True
     presets: ClassVar[dict[str, dict[str, Any]]] = {
-        "bytes-256": dict(tokenizer="bytes", seq_len=256),
-        "bpe-4k": dict(tokenizer="bpe", vocab_size=4096, seq_len=256),
+        "quick": dict(tokenizer="bytes", seq_len=128),  # the source is always yours: task.params.files / dataset
+        "bpe": dict(tokenizer="bpe", vocab_size=4096, seq_len=256),
     }
 
     config: TextConfig

@@ -183,6 +183,9 @@ NORMALISED_AWAY = {
     "task.params.n_train": ("modular_addition", "derived from p and the fractions"),
     "task.params.n_val": ("modular_addition", "derived from p and the fractions"),
     "task.params.n_test": ("modular_addition", "derived from p and the fractions"),
+    # text reads one source: these tests set files, and dataset (with its config) cannot join it
+    "task.params.dataset": ("text", "one source, files or dataset; the case sets files"),
+    "task.params.dataset_config": ("text", "no value is tried for a None string"),
 }
 # changes that need a companion change to stay valid
 COUPLED = {"train.epochs": {"train.steps": None}}  # epochs replace steps; both is an error
@@ -319,7 +322,8 @@ def _id_cases():
     from tasks import task_names
 
     cases = [pytest.param(tiny_run(arch={"name": m}), id=f"{m}-mqar") for m in mixer_names()]
-    room = {"induction": {"segment_len": 8}}  # so that num_repeats can grow within seq_len
+    room = {"induction": {"segment_len": 8},  # so that num_repeats can grow within seq_len
+            "text": {"files": ["corpus/*.txt"]}}  # text has no default source (configs are not read here)
     for t in task_names():
         data = tiny_run()
         data["task"] = {"name": t, "preset": "quick", "params": room.get(t, {})}
