@@ -73,8 +73,8 @@ class TextConfig(TaskConfig):
     @model_validator(mode="after")
     def _one_source(self) -> "TextConfig":
         if bool(self.files) == (self.dataset is not None):
-            raise ValueError("text needs exactly one source: `files` (paths, directories, globs) or `dataset` "
-                             "(e.g. --set 'task.params.files=[\"corpus/*.txt\"]' or --set task.params.dataset=owner/name)")
+            raise ValueError("text needs exactly one source: `files` (paths, directories, globs) or `dataset` (e.g. "
+                             "--set 'task.params.files=[\"corpus/*.txt\"]' or --set task.params.dataset=owner/name)")
         return self
 
 
