@@ -186,3 +186,31 @@ def test_lr_schedule():
     assert lr_factor(55, 100, 10, "cosine", 0.0) == pytest.approx(0.5)
     assert lr_factor(55, 100, 10, "linear", 0.0) == pytest.approx(0.5)
     assert lr_factor(99, 100, 0, "constant", 0.0) == 1.0
+
+
+def test_progress_reports_the_tokens_trained_on_and_the_bar_shows_tokens_per_second():
+    from harness.callbacks import Callback, ProgressBar
+
+    seen = []
+
+    class Record(Callback):
+        def on_progress(self, step, loss, acc=None, tokens=None):
+            seen.append((step, tokens))
+
+    cfg = parse_run_config(tiny_run(train={"steps": 20, "eval_every": 10, "batch_size": 8}))
+    bar = ProgressBar("tiny")
+    r = train(cfg, [bar, Record()])
+    assert r.status == "done", r.error
+    T = train_seq_len(cfg)
+    assert seen and all(tokens == step * 8 * T for step, tokens in seen)
+    bar.on_start("x", 10)  # the bar itself: tokens per second once tokens arrive
+    bar.on_progress(1, 1.0, None, 4096)
+    speed = bar.bar.tasks[0].fields["speed"]
+    bar.bar.stop()
+    assert speed.endswith(" tok/s") and float(speed.split()[0].replace(",", "")) > 0
+
+
+def train_seq_len(cfg):
+    from tasks import make_task
+
+    return make_task(cfg.task.name, cfg.task.params).generate("train", n=1).inputs.shape[1]
