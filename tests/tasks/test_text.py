@@ -160,6 +160,10 @@ def test_datasets_read_local_json_and_saved_directories(tmp_path):
     datasets.Dataset.from_list(rows).save_to_disk(str(saved))
     t2 = text_task(tmp_path, files=(), dataset=str(saved))
     assert torch.equal(t.corpus.stream, t2.corpus.stream)
+    txt = tmp_path / "whole.txt"  # a .txt through datasets is one document, not one per line
+    txt.write_text("".join(r["text"] + "\n" for r in rows))
+    t3 = text_task(tmp_path, files=(), dataset=str(txt))
+    assert t3.corpus.n_documents == 1 and t3.corpus.n_bytes == txt.stat().st_size
     with pytest.raises(TextError, match="no column 'body'.*text, other"):
         text_task(tmp_path, files=(), dataset=str(jsonl), text_column="body").corpus
 
