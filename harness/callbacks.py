@@ -21,6 +21,7 @@ Hooks, in the order a run calls them:
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -60,9 +61,13 @@ class StoreCallback(Callback):
         self.store, self.run_id, self.fields = store, run_id, fields
         self.checkpoint: tuple[str, str] | None = None
 
-    def claim(self, retry_failed: bool = False) -> str | None:
-        """Take the run (``None``), or the reason another attempt keeps it (see :meth:`Store.claim_run`)."""
-        return self.store.claim_run(self.run_id, self.fields, retry_failed=retry_failed)
+    def claim(self, retry_failed: bool = False, token: str | None = None) -> str | None:
+        """Take the run (``None``), or the reason another attempt keeps it (see :meth:`Store.claim_run`).
+        A claimed run's heartbeat is refreshed from a background thread until the run ends."""
+        reason = self.store.claim_run(self.run_id, self.fields, retry_failed=retry_failed, token=token)
+        if reason is None:
+            self._beat = _Heartbeat(self.store, self.run_id)
+        return reason
 
     def on_eval(self, step: int, rows: list[tuple[str, str, float]]) -> None:
         self.store.record_curve(self.run_id, step, rows)
@@ -71,6 +76,9 @@ class StoreCallback(Callback):
         self.checkpoint = (path, sha256)
 
     def on_end(self, result: TrainResult) -> None:
+        beat = getattr(self, "_beat", None)
+        if beat is not None:
+            beat.stop()
         if result.status == "done":
             self.store.finish_run(self.run_id, status="done", step=result.step, duration_s=result.seconds,
                                   final=[(sp, n, v) for (sp, n), v in result.final.items()], scores=result.scores,
@@ -78,6 +86,32 @@ class StoreCallback(Callback):
         else:  # interrupted runs keep the last finished step; failed ones none
             self.store.finish_run(self.run_id, status=result.status, step=result.step, duration_s=result.seconds,
                                   error=result.error)
+
+
+class _Heartbeat:
+    """Refreshes a claimed run's heartbeat every :func:`~harness.store.retry.heartbeat_every`
+    seconds from a daemon thread, so a long step or evaluation never looks like a dead worker
+    to a claimant on another host; a failed refresh is tried again at the next beat."""
+
+    def __init__(self, store: Store, run_id: str) -> None:
+        from harness.store.retry import heartbeat_every
+
+        self.store, self.run_id, self.every = store, run_id, heartbeat_every()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{run_id}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                if not self.store.heartbeat(self.run_id):
+                    return  # the claim is no longer ours
+            except Exception:  # noqa: BLE001 - the database may be restarting; the next beat tries again
+                continue
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 class ProgressBar(Callback):

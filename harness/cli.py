@@ -146,8 +146,9 @@ def eval_(
 # -- sweeps ---------------------------------------------------------------------------
 
 def _run_sweep_file(path: Path, jobs: int, dry_run: bool, db: str | None, checkpoint_dir: str, quiet: bool,
-                    retry_failed: bool, plugins: list[str] | None = None) -> None:
-    from harness.sweep import plan_sweep, run_sweep_file
+                    retry_failed: bool, plugins: list[str] | None, executor: str, address: str | None,
+                    num_cpus: float, num_gpus: float, max_retries: int) -> None:
+    from harness.sweep import make_executor, plan_sweep, run_sweep_file
 
     if dry_run:
         plan = plan_sweep(path, plugins)
@@ -155,12 +156,14 @@ def _run_sweep_file(path: Path, jobs: int, dry_run: bool, db: str | None, checkp
             print(line)
         out.print(f"{len(plan.configs)} runs in sweep {plan.name!r}")
         return
+    ex = make_executor(executor, jobs, address=address, num_cpus=num_cpus, num_gpus=num_gpus, max_retries=max_retries)
 
     def started(plan, url: str) -> None:  # noqa: ANN001
-        out.print(f"sweep {plan.name!r}: {len(plan.configs)} runs, {jobs} at a time, results in {url}")
+        out.print(f"sweep {plan.name!r}: {len(plan.configs)} runs, {ex.describe()}, results in {url}")
 
     done = run_sweep_file(path, db, jobs=jobs, checkpoint_dir=checkpoint_dir, progress=not quiet,
-                          retry_failed=retry_failed, plugins=plugins, on_start=started, on_result=_report_run)
+                          retry_failed=retry_failed, plugins=plugins, on_start=started, on_result=_report_run,
+                          executor=ex, on_progress=lambda line: err.print(line, highlight=False))
     out.print(done.summary)
     print_board(done.leaderboard, "table", title=f"leaderboard: {done.name}")
 
@@ -168,26 +171,37 @@ def _run_sweep_file(path: Path, jobs: int, dry_run: bool, db: str | None, checkp
 JOBS = typer.Option(1, "--jobs", "-j", min=1, help="runs at a time (local process pool)")
 DRY = typer.Option(False, "--dry-run", help="print the expanded runs and stop")
 RETRY = typer.Option(False, "--retry-failed", help="redo runs that failed or diverged before")
+EXECUTOR = typer.Option("local", "--executor", help="local (a process pool of --jobs) or ray (a Ray cluster)")
+ADDRESS = typer.Option(None, "--address", help="Ray: auto (the running cluster) or ray://HOST:PORT (default: "
+                       "start Ray on this machine)")
+CPUS = typer.Option(1.0, "--num-cpus", help="Ray: CPUs per run")
+GPUS = typer.Option(0.0, "--num-gpus", help="Ray: GPUs per run (fractions share a card)")
+RETRIES = typer.Option(2, "--max-retries", help="Ray: times a run whose worker or node died is retried")
 
 
 @app.command()
 @handles_errors
 def sweep(file: Path = typer.Argument(..., help="sweep YAML (base + grid)"), jobs: int = JOBS, dry_run: bool = DRY,
           db: Optional[str] = DB, checkpoint_dir: str = CKPT, quiet: bool = QUIET, retry_failed: bool = RETRY,
-          plugin: Optional[list[str]] = PLUGIN) -> None:
+          plugin: Optional[list[str]] = PLUGIN, executor: str = EXECUTOR, address: Optional[str] = ADDRESS,
+          num_cpus: float = CPUS, num_gpus: float = GPUS, max_retries: int = RETRIES) -> None:
     """Run a sweep file's grid; finished runs are skipped, killed ones redone."""
-    _run_sweep_file(file, jobs, dry_run, db, checkpoint_dir, quiet, retry_failed, plugin)
+    _run_sweep_file(file, jobs, dry_run, db, checkpoint_dir, quiet, retry_failed, plugin, executor, address,
+                    num_cpus, num_gpus, max_retries)
 
 
 @app.command()
 @handles_errors
 def suite(name: str = typer.Argument("quick", help="built-in suite (quick, ...)"), jobs: int = JOBS,
           dry_run: bool = DRY, db: Optional[str] = DB, checkpoint_dir: str = CKPT, quiet: bool = QUIET,
-          retry_failed: bool = RETRY, plugin: Optional[list[str]] = PLUGIN) -> None:
+          retry_failed: bool = RETRY, plugin: Optional[list[str]] = PLUGIN, executor: str = EXECUTOR,
+          address: Optional[str] = ADDRESS, num_cpus: float = CPUS, num_gpus: float = GPUS,
+          max_retries: int = RETRIES) -> None:
     """Run a built-in sweep shipped with archbench (`quick` runs on a laptop CPU in minutes)."""
     from harness.config import suite_path
 
-    _run_sweep_file(suite_path(name), jobs, dry_run, db, checkpoint_dir, quiet, retry_failed, plugin)
+    _run_sweep_file(suite_path(name), jobs, dry_run, db, checkpoint_dir, quiet, retry_failed, plugin, executor,
+                    address, num_cpus, num_gpus, max_retries)
 
 
 # -- reading the store ----------------------------------------------------------------
@@ -252,6 +266,17 @@ def db_upgrade(db: Optional[str] = DB) -> None:
 
     for line in upgrade_store(db):
         out.print(line, highlight=False)
+
+
+@db_app.command("copy")
+@handles_errors
+def db_copy(src: str = typer.Argument(..., help="the store to read (SQLAlchemy URL or SQLite path)"),
+            dst: str = typer.Argument(..., help="an empty store to write (created and migrated if new)")) -> None:
+    """Copy every row of one results database into another (SQLite <-> PostgreSQL)."""
+    from harness.store.copy import copy_store
+
+    counts = copy_store(src, dst)
+    out.print(", ".join(f"{n} {t}" for t, n in counts.items()) + f": copied into {dst}", highlight=False)
 
 
 @app.command()

@@ -1,4 +1,5 @@
-"""Running many runs: in this process (``jobs=1``) or on a local process pool.
+"""Running many runs: in this process (``jobs=1``), on a local process pool, or on a Ray
+cluster (:mod:`harness.ray_executor`).
 
 The store is the source of truth for what is left to do: every run is first entered as
 ``queued``, then each worker claims it (see :meth:`Store.claim_run`).  Starting a killed
@@ -53,12 +54,51 @@ def _work(cfg_json: dict, sweep: str | None, ckpt_dir: str, retry_failed: bool) 
                      retry_failed=retry_failed)
 
 
+@dataclass(frozen=True)
+class Executor:
+    """Where a sweep's runs go: ``local`` (``jobs`` at a time in a process pool; 1: this
+    process) or ``ray`` (tasks on a Ray cluster, :class:`~harness.ray_executor.RayOptions`)."""
+
+    kind: str = "local"
+    jobs: int = 1
+    ray: Any = None  # harness.ray_executor.RayOptions
+
+    def describe(self) -> str:
+        if self.kind == "ray":
+            where = self.ray.address or "this machine"
+            gpus = f", {self.ray.num_gpus:g} GPU" if self.ray.num_gpus else ""
+            return f"on Ray at {where} ({self.ray.num_cpus:g} CPU{gpus} per run)"
+        return f"{self.jobs} at a time"
+
+
+def make_executor(kind: str = "local", jobs: int = 1, *, address: str | None = None, num_cpus: float = 1.0,
+                  num_gpus: float = 0.0, max_retries: int = 2) -> Executor:
+    """An :class:`Executor` from the command line's options; bad ones raise :class:`UserError`."""
+    if kind == "local":
+        return Executor("local", jobs)
+    if kind != "ray":
+        raise UserError(f"unknown --executor {kind!r}; use local or ray")
+    from harness.ray_executor import RayOptions, _ray
+
+    _ray()  # Ray must be installed before anything is written
+    options = RayOptions(address=address, num_cpus=num_cpus, num_gpus=num_gpus, max_retries=max_retries)
+    options.check()
+    return Executor("ray", jobs, options)
+
+
 def run_sweep(configs: list[RunConfig], store: Store, *, sweep: str | None, jobs: int = 1,
               checkpoint_dir: str | Path = "checkpoints", progress: bool = True, retry_failed: bool = False,
-              on_result: Callable[[RunResult, RunConfig], None] | None = None) -> list[RunResult]:
+              on_result: Callable[[RunResult, RunConfig], None] | None = None, executor: Executor | None = None,
+              on_progress: Callable[[str], None] | None = None) -> list[RunResult]:
     for c in configs:  # a model too big for this machine stops the sweep before anything is queued
         check_fits(c)
     store.enqueue((run_id(c), run_fields(c, sweep)) for c in configs)
+    if executor is not None and executor.kind == "ray":
+        from harness.ray_executor import run_sweep_ray
+
+        return run_sweep_ray(configs, store, sweep=sweep, options=executor.ray, checkpoint_dir=checkpoint_dir,
+                             retry_failed=retry_failed, on_result=on_result, on_progress=on_progress)
+    jobs = executor.jobs if executor is not None else jobs
     by_id = {run_id(c): c for c in configs}
     results: list[RunResult] = []
 
@@ -136,7 +176,8 @@ def plan_sweep(path: str | Path, plugins: list[str] | None = None) -> SweepPlan:
 def run_sweep_file(path: str | Path, db: str | None = None, *, jobs: int = 1,
                    checkpoint_dir: str | Path = "checkpoints", progress: bool = True, retry_failed: bool = False,
                    plugins: list[str] | None = None, on_start: Callable[[SweepPlan, str], None] | None = None,
-                   on_result: Callable[[RunResult, RunConfig], None] | None = None) -> SweepOutcome:
+                   on_result: Callable[[RunResult, RunConfig], None] | None = None, executor: Executor | None = None,
+                   on_progress: Callable[[str], None] | None = None) -> SweepOutcome:
     """Run a sweep file into the store at ``db`` and rank it.
 
     The file is planned (:func:`plan_sweep`) and every model checked against this machine's
@@ -153,7 +194,8 @@ def run_sweep_file(path: str | Path, db: str | None = None, *, jobs: int = 1,
     if on_start:
         on_start(plan, store.url)
     results = run_sweep(plan.configs, store, sweep=plan.name, jobs=jobs, checkpoint_dir=checkpoint_dir,
-                        progress=progress, retry_failed=retry_failed, on_result=on_result)
+                        progress=progress, retry_failed=retry_failed, on_result=on_result, executor=executor,
+                        on_progress=on_progress)
     counts: dict[str, int] = {}
     for r in results:
         k = r.status.split(":")[0]

@@ -193,7 +193,7 @@ def check_task(cfg: RunConfig) -> None:
 
 
 def train_run(cfg: RunConfig, store: Store, *, sweep: str | None = None, checkpoint_dir: str | Path = "checkpoints",
-              progress: bool = True, retry_failed: bool = False) -> RunResult:
+              progress: bool = True, retry_failed: bool = False, token: str | None = None) -> RunResult:
     """Train, evaluate and store one run (``cfg`` must be resolved): :func:`train` with a
     :class:`StoreCallback` (claim, curve, final record) and, with ``progress``, a bar."""
     check_fits(cfg)  # before the store hears of the run
@@ -202,7 +202,7 @@ def train_run(cfg: RunConfig, store: Store, *, sweep: str | None = None, checkpo
     fields = run_fields(cfg, sweep)
     fields["environment_id"] = store.environment(environment.describe(device))
     keeper = StoreCallback(store, rid, fields)
-    reason = keeper.claim(retry_failed=retry_failed)
+    reason = keeper.claim(retry_failed=retry_failed, token=token)
     if reason is not None:
         return RunResult(rid, f"skipped:{reason}")
     callbacks: list[Any] = [keeper]

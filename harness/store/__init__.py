@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pandas as pd
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from harness.store import engine as _engine
+from harness.errors import UserError
+from harness.store.retry import retry_window, stale_after, transient_retry
 from harness.store.schema import (
     FINISHED, RUN_STATUSES, BenchmarkScore, Checkpoint, Environment, Evaluation, KernelBenchmark, Metric, ProbeBenchmark, Run, utcnow,
 )
@@ -41,12 +45,23 @@ def _pid_alive(pid: int) -> bool:
 
 
 class Store:
-    def __init__(self, url: str | None = None, *, readonly: bool = False) -> None:
+    def __init__(self, url: str | None = None, *, readonly: bool = False, wait: bool = False) -> None:
+        """Open the store at ``url``.  ``wait``: a server that cannot be reached yet (restarting) is
+        tried again for up to :func:`~harness.store.retry.retry_window` seconds (sweep workers)."""
         self.url = resolve_url(url)
         self.readonly = readonly
-        self.engine = _engine.create(self.url, readonly=readonly)
+        deadline = time.monotonic() + (retry_window() if wait and not self.url.startswith("sqlite") else 0.0)
+        while True:
+            try:
+                self.engine = _engine.create(self.url, readonly=readonly)
+                break
+            except UserError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(1.0)
         _engine.check_schema(self.engine, self.url, auto_upgrade=not readonly)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.retries = 0  # transactions run again after a transient server error (harness.store.retry)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -62,47 +77,112 @@ class Store:
         self.engine.dispose()
 
     # -- environments ----------------------------------------------------------------
+    @transient_retry
     def environment(self, info: dict[str, Any]) -> str:
-        with self.session() as s:
-            if s.get(Environment, info["id"]) is None:
-                s.add(Environment(**info))
+        try:
+            with self.session() as s:
+                if s.get(Environment, info["id"]) is None:
+                    s.add(Environment(**info))
+        except IntegrityError:  # another worker recorded the same environment first
+            pass
         return info["id"]
 
     # -- runs ------------------------------------------------------------------------
-    def claim_run(self, run_id: str, fields: dict[str, Any], *, retry_failed: bool = False) -> str | None:
-        """Mark a run ``running`` for this process, or say why not (the reason) .
+    def claim_run(self, run_id: str, fields: dict[str, Any], *, retry_failed: bool = False,
+                  token: str | None = None) -> str | None:
+        """Mark a run ``running`` for this process, or say why not (the reason).
 
         Returns ``None`` when the run is claimed, else a reason to skip it: already done,
-        failed earlier (unless ``retry_failed``), or running in a live process.  Leftovers
-        of a killed attempt (``running`` with a dead pid, ``interrupted``, ``queued``) are
-        claimed again, their partial metrics and checkpoints removed.
+        failed earlier (unless ``retry_failed``), or running elsewhere and alive.  A ``running``
+        claim is alive when its process lives (same host) or its heartbeat is younger than
+        :func:`stale_after` (another host).  Leftovers of a dead attempt (``running`` with a dead
+        pid or a stale heartbeat, ``interrupted``, ``queued``), and a ``running`` claim holding
+        ``token`` (an earlier attempt of the same executor task, which the executor retried
+        because its worker died), are claimed again: their partial metrics and checkpoints are
+        removed and how the attempt ended is appended to ``attempt_log``.
+
+        The row is read ``FOR UPDATE`` (PostgreSQL; SQLite's write transactions are serial
+        anyway), so two workers never both claim one run; two first claims of a new run race
+        on its primary key, and the loser reads the winner's claim.
         """
-        host = socket.gethostname()
+        for _ in range(3):
+            try:
+                return self._claim(run_id, fields, retry_failed, token)
+            except IntegrityError:  # another worker inserted the row first: read its claim
+                continue
+        return self._claim(run_id, fields, retry_failed, token)
+
+    @transient_retry
+    def _claim(self, run_id: str, fields: dict[str, Any], retry_failed: bool, token: str | None) -> str | None:
+        host, now = socket.gethostname(), utcnow()
         with self.session() as s:
-            run = s.get(Run, run_id)
+            run = s.get(Run, run_id, with_for_update=True)
+            lost = None
             if run is not None:
                 if run.status == "done":
                     return "done"
-                if run.status in ("failed", "diverged") and not retry_failed:
-                    return run.status
-                if (run.status == "running" and run.pid and run.pid != os.getpid()
-                        and run.host == host and _pid_alive(run.pid)):
-                    return f"running in process {run.pid}"
+                if run.status in ("failed", "diverged"):
+                    if not retry_failed:
+                        return run.status
+                    lost = f"{run.status}: {(run.error or '').strip()[-2000:]}"
+                if run.status == "running" and not (run.pid == os.getpid() and run.host == host):
+                    if token is not None and run.claim_token == token:
+                        lost = "its worker died; the executor retried the task"
+                    elif run.host == host:
+                        if run.pid and _pid_alive(run.pid):
+                            return f"running in process {run.pid}"
+                        lost = f"process {run.pid} on {host} died"
+                    else:
+                        age = (now - run.heartbeat_at).total_seconds() if run.heartbeat_at else None
+                        if age is not None and age < stale_after():
+                            return f"running on {run.host} (heartbeat {age:.0f} s ago)"
+                        lost = (f"no heartbeat from {run.host} for {age:.0f} s" if age is not None
+                                else f"no heartbeat from {run.host}")
+                if run.status == "interrupted":
+                    lost = "interrupted"
+                if lost is not None and (run.attempts or 0) > 0:
+                    log = list(run.attempt_log or [])
+                    log.append({"attempt": run.attempts, "host": run.host, "pid": run.pid,
+                                "started_at": run.started_at.isoformat() if run.started_at else None,
+                                "step": run.step, "ended": lost})
+                    run.attempt_log = log
                 s.execute(delete(Metric).where(Metric.run_id == run_id))
                 s.execute(delete(Checkpoint).where(Checkpoint.run_id == run_id))
             else:
                 run = Run(id=run_id, attempts=0, **fields)
                 s.add(run)
+                s.flush()  # a concurrent first claim fails here (primary key), before anything else
             for k, v in fields.items():
                 setattr(run, k, v)
             run.status = "running"
             run.attempts = (run.attempts or 0) + 1
-            run.pid, run.host = os.getpid(), host
-            run.started_at, run.finished_at = utcnow(), None
+            run.pid, run.host, run.claim_token = os.getpid(), host, token
+            run.started_at, run.finished_at, run.heartbeat_at = now, None, now
             run.error = run.step = run.duration_s = None
             run.val_score = run.test_score = None
         return None
 
+    @transient_retry
+    def record_failure(self, run_id: str, error: str) -> None:
+        """Mark a run ``failed`` with ``error`` from outside it (an executor whose task died too
+        often); a run that is done is left as it is."""
+        with self.session() as s:
+            run = s.get(Run, run_id, with_for_update=True)
+            if run is None or run.status == "done":
+                return
+            run.status, run.error, run.finished_at = "failed", error, utcnow()
+
+    @transient_retry
+    def heartbeat(self, run_id: str) -> bool:
+        """Refresh this process's claim on ``run_id``; ``False`` when the claim is no longer ours."""
+        with self.session() as s:
+            run = s.get(Run, run_id)
+            if run is None or run.status != "running" or run.pid != os.getpid() or run.host != socket.gethostname():
+                return False
+            run.heartbeat_at = utcnow()
+            return True
+
+    @transient_retry
     def enqueue(self, rows: Iterable[tuple[str, dict[str, Any]]]) -> int:
         """Insert ``queued`` rows for runs not yet in the store; returns how many were new."""
         n = 0
@@ -113,11 +193,21 @@ class Store:
                     n += 1
         return n
 
+    @staticmethod
+    def _owns(run: Run) -> bool:
+        """Whether this process holds ``run``'s claim (a run never claimed, pid NULL, counts as ours)."""
+        return run.pid is None or (run.pid == os.getpid() and run.host == socket.gethostname())
+
+    @transient_retry
     def record_curve(self, run_id: str, step: int, values: Iterable[tuple[str, str, float]]) -> None:
         with self.session() as s:
+            run = s.get(Run, run_id)
+            if run is not None and not self._owns(run):
+                return  # a dead attempt's late writes never mix into the new attempt's curve
             s.add_all(Metric(run_id=run_id, split=sp, name=n, value=v, step=step, final=False)
                       for sp, n, v in values)
 
+    @transient_retry
     def finish_run(self, run_id: str, *, status: str, step: int | None, duration_s: float,
                    error: str | None = None, final: Iterable[tuple[str, str, float | None]] = (),
                    scores: dict[str, Any] | None = None,
@@ -125,9 +215,11 @@ class Store:
         """Close a run: status, final metrics, headline scores and checkpoint in one transaction."""
         assert status in RUN_STATUSES
         with self.session() as s:
-            run = s.get(Run, run_id)
+            run = s.get(Run, run_id, with_for_update=True)
             if run is None:
                 raise KeyError(run_id)
+            if not self._owns(run):
+                return  # another attempt took the run over (this one was declared dead): its record stands
             s.add_all(Metric(run_id=run_id, split=sp, name=n, value=v, step=step or 0, final=True)
                       for sp, n, v in final)
             if checkpoint is not None:
@@ -143,6 +235,7 @@ class Store:
         with self.session() as s:
             return [tuple(r) for r in s.execute(q).all()]
 
+    @transient_retry
     def set_floors(self, floors: dict[str, tuple[float, str]]) -> None:
         """Store ``run id -> (floor, strategy)`` in one transaction."""
         with self.session() as s:
@@ -151,19 +244,23 @@ class Store:
                 run.floor, run.floor_strategy = floor, strategy
 
     # -- evaluations -------------------------------------------------------------------
+    @transient_retry
     def record_evaluation(self, rows: list[dict[str, Any]]) -> None:
         with self.session() as s:
             s.add_all(Evaluation(**r) for r in rows)
 
+    @transient_retry
     def record_benchmark_scores(self, rows: list[dict[str, Any]]) -> None:
         """lm-eval scores of one ``archbench eval --lm-tasks`` call, in one transaction."""
         with self.session() as s:
             s.add_all(BenchmarkScore(**r) for r in rows)
 
+    @transient_retry
     def add_probe_benchmarks(self, rows: list[dict[str, Any]]) -> None:
         with self.session() as s:
             s.add_all(ProbeBenchmark(**r) for r in rows)
 
+    @transient_retry
     def add_kernel_benchmarks(self, rows: list[dict[str, Any]]) -> None:
         with self.session() as s:
             s.add_all(KernelBenchmark(**r) for r in rows)
@@ -184,9 +281,12 @@ class Store:
         with self.session() as s:
             return list(s.scalars(q))
 
-    def status_counts(self) -> dict[str, int]:
+    def status_counts(self, sweep: str | None = None) -> dict[str, int]:
+        q = select(Run.status, func.count()).group_by(Run.status)
+        if sweep is not None:
+            q = q.where(Run.sweep == sweep)
         with self.session() as s:
-            return dict(s.execute(select(Run.status, func.count()).group_by(Run.status)).all())
+            return dict(s.execute(q).all())
 
     def metrics(self, run_id: str, final: bool | None = None) -> pd.DataFrame:
         q = select(Metric.split, Metric.name, Metric.value, Metric.step, Metric.final).where(Metric.run_id == run_id)

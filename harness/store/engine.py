@@ -63,7 +63,9 @@ def create(url: str, readonly: bool = False) -> Engine:
             if db and db != ":memory:" and not Path(db).parent.resolve().is_dir():
                 raise UserError(f"cannot create {db!r}: directory {str(Path(db).parent)!r} does not exist")
         else:
-            engine = create_engine(url, pool_pre_ping=True)
+            # one small pool per process (every worker opens its own Store); pre-ping drops
+            # connections a restarted server closed
+            engine = create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=4, pool_recycle=1800)
         with engine.connect():
             pass
     except (ArgumentError, NoSuchModuleError) as e:

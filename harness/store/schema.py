@@ -72,6 +72,9 @@ class Run(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     pid: Mapped[int | None] = mapped_column(Integer)
     host: Mapped[str | None] = mapped_column(String(128))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime)  # the owner's last sign of life
+    claim_token: Mapped[str | None] = mapped_column(String(64))  # the executor task that owns it (retries share it)
+    attempt_log: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)  # earlier attempts and how each ended
     environment_id: Mapped[str | None] = mapped_column(ForeignKey("environments.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime)
