@@ -149,7 +149,7 @@ class Store:
                 s.execute(delete(Metric).where(Metric.run_id == run_id))
                 s.execute(delete(Checkpoint).where(Checkpoint.run_id == run_id))
             else:
-                run = Run(id=run_id, attempts=0, **fields)
+                run = Run(id=run_id, attempts=0, status="running", **fields)
                 s.add(run)
                 s.flush()  # a concurrent first claim fails here (primary key), before anything else
             for k, v in fields.items():
