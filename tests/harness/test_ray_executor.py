@@ -82,3 +82,20 @@ def test_a_ray_sweep_into_postgres_survives_a_killed_worker_node(tmp_path, postg
     out = log.read_text()
     print(out.strip().splitlines()[-1] if out.strip() else "")
     assert "24 done" in out and "finished per node" in out
+
+
+def test_a_ray_sweep_and_a_local_sweep_on_one_store_never_run_a_config_twice(tmp_path, postgres_url, cli_env):
+    name = f"both-{uuid.uuid4().hex[:8]}"
+    base = tiny_run(train={"steps": 40, "eval_every": 20})
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({"name": name, "base": base, "grid": {"seed": list(range(8))}}))
+    common = ["sweep", "s.yaml", "--db", postgres_url, "-q"]
+    procs = [subprocess.Popen(ARCHBENCH + common + extra, cwd=tmp_path, env=cli_env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+             for extra in (["--executor", "ray", "--num-cpus", "1"], ["-j", "1"])]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    rows = sweep_rows(postgres_url, name)
+    assert len(rows) == 8 and {r[1] for r in rows} == {"done"}
+    assert {r[2] for r in rows} == {1}  # every config trained once: by one sweep, skipped by the other
+    trained = [out.count("done ") for out in outs]
+    assert sum(trained) == 8 and all("skipped" in out or n == 8 for out, n in zip(outs, trained)), outs
