@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.harness.raycluster import local_cluster  # noqa: E402
+from tests.harness.raycluster import RAY_TEST_ENV, local_cluster  # noqa: E402
 from tests.pg import throwaway_server  # noqa: E402
 
 
@@ -57,7 +57,7 @@ def main() -> None:
     ap.add_argument("--suite", default="quick")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **RAY_TEST_ENV}
     env.pop("ARCHBENCH_DB", None)
     base = [sys.executable, "-m", "harness", "suite", args.suite, "-q"]
     out: dict[str, float] = {}

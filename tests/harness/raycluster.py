@@ -35,8 +35,15 @@ def _ray_cli() -> str:
     return exe
 
 
+RAY_TEST_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_DEDUP_LOGS": "0",
+                # Ray 2.5x turns token authentication on for a cluster a bare ray.init() starts and
+                # saves the token in ~/.ray, which later `ray start` calls pick up one-sidedly: the
+                # tests' clusters live on 127.0.0.1 only and run without it, explicitly
+                "RAY_AUTH_MODE": "disabled"}
+
+
 def ray_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    return {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_DEDUP_LOGS": "0", **(extra or {})}
+    return {**os.environ, **RAY_TEST_ENV, **(extra or {})}
 
 
 def alive_nodes(address: str) -> int:

@@ -17,10 +17,18 @@ pytest.importorskip("ray")
 from sqlalchemy import create_engine, inspect, text  # noqa: E402
 
 from tests.conftest import tiny_run  # noqa: E402
-from tests.harness.raycluster import kill_node, local_cluster  # noqa: E402
+from tests.harness.raycluster import RAY_TEST_ENV, kill_node, local_cluster  # noqa: E402
 
 ARCHBENCH = [sys.executable, "-m", "harness"]
-FAST_CLAIMS = {"ARCHBENCH_HEARTBEAT_S": "1", "ARCHBENCH_STALE_AFTER_S": "10"}
+FAST_CLAIMS = {"ARCHBENCH_HEARTBEAT_S": "1", "ARCHBENCH_STALE_AFTER_S": "10", **RAY_TEST_ENV}
+
+
+def unique_run(**train) -> dict:
+    """A tiny run config no other test (or earlier session on the same database) has: a run's id
+    is the hash of its config, so a shared store would skip it as done."""
+    cfg = tiny_run(train=train)
+    cfg["optimizer"]["lr"] = 3e-3 * (1 + uuid.uuid4().int % 100_000 / 1e9)
+    return cfg
 
 
 def sweep_rows(url: str, sweep: str) -> list[tuple]:
@@ -40,7 +48,7 @@ def sweep_rows(url: str, sweep: str) -> list[tuple]:
 
 def test_a_ray_sweep_into_postgres_survives_a_killed_worker_node(tmp_path, postgres_url, cli_env):
     name = f"ray-{uuid.uuid4().hex[:8]}"
-    base = tiny_run(train={"steps": 60, "eval_every": 20})
+    base = unique_run(steps=60, eval_every=20)
     (tmp_path / "s.yaml").write_text(yaml.safe_dump({"name": name, "base": base, "grid": {"seed": list(range(24))}}))
     env = {**cli_env, **FAST_CLAIMS}
     with local_cluster(tmp_path, env=FAST_CLAIMS) as (address, worker):
@@ -86,10 +94,10 @@ def test_a_ray_sweep_into_postgres_survives_a_killed_worker_node(tmp_path, postg
 
 def test_a_ray_sweep_and_a_local_sweep_on_one_store_never_run_a_config_twice(tmp_path, postgres_url, cli_env):
     name = f"both-{uuid.uuid4().hex[:8]}"
-    base = tiny_run(train={"steps": 40, "eval_every": 20})
+    base = unique_run(steps=40, eval_every=20)
     (tmp_path / "s.yaml").write_text(yaml.safe_dump({"name": name, "base": base, "grid": {"seed": list(range(8))}}))
     common = ["sweep", "s.yaml", "--db", postgres_url, "-q"]
-    procs = [subprocess.Popen(ARCHBENCH + common + extra, cwd=tmp_path, env=cli_env, stdout=subprocess.PIPE,
+    procs = [subprocess.Popen(ARCHBENCH + common + extra, cwd=tmp_path, env={**cli_env, **RAY_TEST_ENV}, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
              for extra in (["--executor", "ray", "--num-cpus", "1"], ["-j", "1"])]
     outs = [p.communicate(timeout=600)[0] for p in procs]
@@ -99,3 +107,35 @@ def test_a_ray_sweep_and_a_local_sweep_on_one_store_never_run_a_config_twice(tmp
     assert {r[2] for r in rows} == {1}  # every config trained once: by one sweep, skipped by the other
     trained = [out.count("done ") for out in outs]
     assert sum(trained) == 8 and all("skipped" in out or n == 8 for out, n in zip(outs, trained)), outs
+
+
+def test_a_killed_ray_driver_is_resumed_by_running_the_same_command(tmp_path, postgres_url, cli_env):
+    import os
+    import signal
+
+    name = f"drv-{uuid.uuid4().hex[:8]}"
+    base = unique_run(steps=60, eval_every=20)
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({"name": name, "base": base, "grid": {"seed": list(range(10))}}))
+    env = {**cli_env, **FAST_CLAIMS}
+    with local_cluster(tmp_path, env=FAST_CLAIMS) as (address, _):
+        cmd = ARCHBENCH + ["sweep", "s.yaml", "--db", postgres_url, "-q", "--executor", "ray", "--address", address]
+        first = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "first.err", "wb"),
+                                 start_new_session=True)
+        deadline = time.monotonic() + 300
+        while sum(r[1] == "done" for r in sweep_rows(postgres_url, name)) < 3:
+            assert first.poll() is None and time.monotonic() < deadline, (tmp_path / "first.err").read_text()[-2000:]
+            time.sleep(0.2)
+        os.killpg(first.pid, signal.SIGKILL)  # the driver dies; Ray ends its job's tasks
+        first.wait()
+        killed = sweep_rows(postgres_url, name)
+        done_before = {r[0] for r in killed if r[1] == "done"}
+        assert 3 <= len(done_before) < 10
+        again = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        assert again.returncode == 0, again.stderr[-3000:]
+    rows = sweep_rows(postgres_url, name)
+    assert len(rows) == 10 and {r[1] for r in rows} == {"done"}
+    for rid, _, attempts, log_, _, _, _ in rows:
+        if rid in done_before:
+            assert attempts == 1 and not log_  # done runs were skipped, not redone
+        assert len(log_ or []) == attempts - 1
+    assert len(done_before) + again.stdout.count("done ") == 10
