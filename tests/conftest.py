@@ -67,6 +67,27 @@ def postgres_url():
         server.__exit__(None, None, None)
 
 
+@pytest.fixture
+def fresh_postgres_url(postgres_url):
+    """A new, empty database on the session's PostgreSQL server for this test alone, dropped
+    (with any connection a killed process left behind) when the test ends."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"archbench_t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")  # CREATE DATABASE refuses a transaction
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        yield make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 def no_postgres(reason: str) -> None:
     """PostgreSQL is not installed: a failure in CI (which installs it), else a skip."""
     if in_ci():

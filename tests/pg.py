@@ -6,7 +6,8 @@ touches ``/var/run/postgresql``), creates one database, yields its SQLAlchemy UR
 stops the server and deletes the folder when the block ends, also when it ends with an
 error.  PostgreSQL refuses to run as root, so under root every server command runs as an
 unprivileged user (``postgres`` where the Debian package made one, else ``nobody``) that
-owns the folder.
+owns the folder.  :func:`restartable_server` yields the server itself instead
+(:class:`Server`), for a test that stops and starts it under its clients.
 """
 
 from __future__ import annotations
@@ -76,9 +77,45 @@ def _run(cmd: list[str], user: pwd.struct_passwd | None, timeout: float = 120) -
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd="/", **kw)
 
 
+class Server:
+    """A PostgreSQL data folder made by ``initdb`` that can be stopped and started again on
+    the same port (a restart, as a client sees it); :func:`restartable_server` makes one."""
+
+    def __init__(self, bin_dir: Path, user: pwd.struct_passwd | None, root: Path) -> None:
+        self.bin_dir, self.user, self.root = bin_dir, user, root
+        self.data, self.log = root / "data", root / "server.log"
+        self.port: int | None = None
+        self.running = False
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://{USER}@127.0.0.1:{self.port}/{DATABASE}"
+
+    def _pg_ctl(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+        return _run([str(self.bin_dir / "pg_ctl"), *args, "-D", str(self.data)], self.user, timeout=timeout)
+
+    def start(self) -> None:
+        """Start the server; the first start picks a free port, later ones reuse it."""
+        opts = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c fsync=off -c full_page_writes=off"
+        res = self._pg_ctl("start", "-w", "-t", "120", "-l", str(self.log), "-o", opts)
+        if res.returncode != 0:
+            raise RuntimeError(f"PostgreSQL did not start on port {self.port}:\n{res.stdout}\n{res.stderr}\n"
+                               + (self.log.read_text() if self.log.exists() else ""))
+        self.running = True
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server (``fast``: clients are disconnected, transactions rolled back;
+        ``immediate``: no clean shutdown at all) and wait until it is down."""
+        res = self._pg_ctl("stop", "-m", mode, "-w")
+        if res.returncode != 0 and self.running:
+            raise RuntimeError(f"pg_ctl stop failed:\n{res.stdout}\n{res.stderr}")
+        self.running = False
+
+
 @contextlib.contextmanager
-def throwaway_server(attempts: int = 5) -> Iterator[str]:
-    """Start a fresh PostgreSQL server; yields ``postgresql+psycopg://...`` for its database."""
+def restartable_server(attempts: int = 5) -> Iterator[Server]:
+    """Start a fresh PostgreSQL server with one database (:attr:`Server.url`); it is stopped
+    and its folder deleted when the block ends, also when it ends with an error."""
     bin_dir = find_bin_dir()
     if bin_dir is None:
         raise NoPostgres("PostgreSQL's server binaries (initdb, pg_ctl, postgres) were found neither on PATH nor "
@@ -90,31 +127,37 @@ def throwaway_server(attempts: int = 5) -> Iterator[str]:
         raise NoPostgres(f"the psycopg driver is missing ({e}): pip install -e '.[dev]'") from e
     user = _server_user()
     root = Path(tempfile.mkdtemp(prefix="archbench-pg-"))  # short: a unix socket path has ~100 bytes
-    data, log = root / "data", root / "server.log"
-    started = False
+    server = Server(bin_dir, user, root)
     try:
         if user is not None:
             os.chown(root, user.pw_uid, user.pw_gid)
-        init = _run([str(bin_dir / "initdb"), "-D", str(data), "-U", USER, "--auth=trust", "-E", "UTF8",
+        init = _run([str(bin_dir / "initdb"), "-D", str(server.data), "-U", USER, "--auth=trust", "-E", "UTF8",
                      "--locale=C", "--no-sync"], user)
         if init.returncode != 0:
             raise RuntimeError(f"initdb failed ({init.returncode}):\n{init.stdout}\n{init.stderr}")
         # a free port can be taken between choosing it and the server binding it: try another
+        failure = None
         for _ in range(attempts):
-            port = _free_port()
-            opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off -c full_page_writes=off"
-            start = _run([str(bin_dir / "pg_ctl"), "start", "-w", "-t", "120", "-D", str(data), "-l", str(log),
-                          "-o", opts], user, timeout=180)
-            if start.returncode == 0:
-                started = True
+            server.port = _free_port()
+            try:
+                server.start()
                 break
-        if not started:
-            raise RuntimeError(f"PostgreSQL did not start in {attempts} attempts:\n{start.stdout}\n{start.stderr}\n"
-                               + (log.read_text() if log.exists() else ""))
-        with psycopg.connect(host="127.0.0.1", port=port, user=USER, dbname="postgres", autocommit=True) as conn:
+            except RuntimeError as e:
+                failure = e
+        if not server.running:
+            raise RuntimeError(f"PostgreSQL did not start in {attempts} attempts: {failure}")
+        with psycopg.connect(host="127.0.0.1", port=server.port, user=USER, dbname="postgres", autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{DATABASE}"')
-        yield f"postgresql+psycopg://{USER}@127.0.0.1:{port}/{DATABASE}"
+        yield server
     finally:
-        if started:
-            _run([str(bin_dir / "pg_ctl"), "stop", "-D", str(data), "-m", "immediate", "-w"], user)
+        if server.running:
+            with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
+                server.stop("immediate")
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def throwaway_server(attempts: int = 5) -> Iterator[str]:
+    """Start a fresh PostgreSQL server; yields ``postgresql+psycopg://...`` for its database."""
+    with restartable_server(attempts) as server:
+        yield server.url

@@ -16,7 +16,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 
 from harness.errors import NewerSchema, OlderSchema, StoreNotReady, UserError
@@ -78,6 +78,17 @@ def create(url: str, readonly: bool = False) -> Engine:
     return engine
 
 
+MIGRATION_LOCK = 0x61726368  # PostgreSQL advisory lock key ("arch") held while a writer checks and migrates
+
+
+def _migrations_one_at_a_time(conn: Connection) -> None:
+    """Hold, until ``conn``'s transaction ends, PostgreSQL's advisory lock on migrating, so
+    processes opening a new database at once create its tables once (the others would fail
+    with "relation already exists"); SQLite's IMMEDIATE transaction serialises them already."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+
+
 def _alembic_config() -> AlembicConfig:
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
@@ -101,6 +112,7 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
     """Migrate to the newest schema, inside one (for SQLite: IMMEDIATE) transaction."""
     cfg = _alembic_config()
     with engine.begin() as conn:
+        _migrations_one_at_a_time(conn)
         before = MigrationContext.configure(conn).get_current_revision()
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
@@ -111,7 +123,8 @@ def check_schema(engine: Engine, url: str, auto_upgrade: bool) -> None:
     """Bring a writable store to the newest schema; make a read-only one say how.
 
     Writers decide under the write lock (one IMMEDIATE transaction around the check and
-    the migration), so processes opening a new database at once create it exactly once.
+    the migration; on PostgreSQL an advisory lock), so processes opening a new database at
+    once create it exactly once.
     """
     head = head_revision()
     try:
@@ -129,6 +142,7 @@ def check_schema(engine: Engine, url: str, auto_upgrade: bool) -> None:
         )
     cfg = _alembic_config()
     with engine.begin() as conn:
+        _migrations_one_at_a_time(conn)
         current = MigrationContext.configure(conn).get_current_revision()
         if current == head:
             return

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -177,7 +179,7 @@ class KernelBenchmark(Base):
     tokens_per_s: Mapped[float | None] = mapped_column(Float)
     tflops: Mapped[float | None] = mapped_column(Float)
     peak_fraction: Mapped[float | None] = mapped_column(Float)
-    peak_mem_bytes: Mapped[int | None] = mapped_column(Integer)
+    peak_mem_bytes: Mapped[int | None] = mapped_column(BigInteger)  # past 2 GiB: 64-bit (migration 0006)
     device_name: Mapped[str] = mapped_column(String(128))
     git_sha: Mapped[str | None] = mapped_column(String(40))
     environment_id: Mapped[str | None] = mapped_column(ForeignKey("environments.id"))

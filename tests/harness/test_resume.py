@@ -61,20 +61,27 @@ class Held(get_mixer("transformer")):
 '''
 
 
-def _counts(db):
-    if not db.exists():
-        return {}
-    try:
-        con = sqlite3.connect(db, timeout=30)
-        rows = con.execute("select status, count(*) from runs group by status").fetchall()
-        con.close()
-        return dict(rows)
-    except sqlite3.OperationalError:
-        return {}
+def _sqlite_query(db):
+    """``query(sql) -> rows`` on the SQLite file ``db``; no rows while the file is missing or locked."""
+
+    def query(sql):
+        if not db.exists():
+            return []
+        try:
+            con = sqlite3.connect(db, timeout=30)
+            try:
+                return con.execute(sql).fetchall()
+            finally:
+                con.close()
+        except sqlite3.OperationalError:
+            return []
+
+    return query
 
 
-@pytest.mark.parametrize("jobs", [1, 2])
-def test_sigkill_mid_sweep_then_resume(tmp_path, cli_env, jobs):
+def sigkill_mid_sweep_then_resume(tmp_path, cli_env, jobs, db, query):
+    """The scenario of the module docstring, against the store ``db`` (a ``--db`` value) that
+    ``query(sql) -> rows`` reads (test_store_postgres runs it on PostgreSQL)."""
     base = tiny_run(train={"steps": 40, "eval_every": 10})  # held runs stop at step 25 of 40
     base["arch"]["name"] = "held"
     sweep = {"name": "killme", "plugins": ["held.py"], "base": base, "grid": {"seed": [0, 1, 2, 3]}}
@@ -82,8 +89,7 @@ def test_sigkill_mid_sweep_then_resume(tmp_path, cli_env, jobs):
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(sweep))
     hold = tmp_path / "hold"
     hold.mkdir()
-    db = tmp_path / "r.db"
-    cmd = ARCHBENCH + ["sweep", "s.yaml", "--db", str(db), "-q", "-j", str(jobs)]
+    cmd = ARCHBENCH + ["sweep", "s.yaml", "--db", db, "-q", "-j", str(jobs)]
     log = tmp_path / "first.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=tmp_path, env={**cli_env, "ARCHBENCH_TEST_HOLD": str(hold)},
@@ -99,33 +105,37 @@ def test_sigkill_mid_sweep_then_resume(tmp_path, cli_env, jobs):
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the CLI and its pool workers
         proc.wait()
-    killed = _counts(db)
+    killed = dict(query("select status, count(*) from runs group by status"))
     assert killed == {"done": 1, "running": jobs, "queued": 3 - jobs}, killed
-    con = sqlite3.connect(db)
-    partial = con.execute("select r.id, count(distinct m.step) from runs r join metrics m on m.run_id = r.id "
-                          "where r.status = 'running' and m.final = 0 group by r.id").fetchall()
-    con.close()
+    partial = query("select r.id, count(distinct m.step) from runs r join metrics m on m.run_id = r.id "
+                    "where r.status = 'running' and not m.final group by r.id")
     assert sorted(n for _, n in partial) == [2] * jobs  # the held runs stored part of their curve
 
-    con = sqlite3.connect(db)
-    done_before = {r[0] for r in con.execute("select id from runs where status='done'")}
-    con.close()
+    done_before = {r[0] for r in query("select id from runs where status='done'")}
     p = subprocess.run(cmd, cwd=tmp_path, env=cli_env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
 
-    con = sqlite3.connect(db)
-    rows = con.execute("select id, status, attempts from runs").fetchall()
+    rows = query("select id, status, attempts from runs")
     assert len(rows) == 4 and {r[1] for r in rows} == {"done"}
     for rid, _, attempts in rows:
         if rid in done_before:
             assert attempts == 1  # finished runs were not redone
+        else:
+            assert attempts in (1, 2)  # a killed run was claimed once more
+    assert sum(a == 2 for _, _, a in rows) == jobs  # ... and only the killed ones
     # no duplicated metric rows: each run has exactly one curve (4 evaluations) and one final score set
-    per_run = con.execute("select run_id, count(*) from metrics where final=0 and name='accuracy' group by run_id").fetchall()
+    per_run = query("select run_id, count(*) from metrics where not final and name='accuracy' group by run_id")
     assert sorted(n for _, n in per_run) == [4] * 4
-    finals = con.execute("select run_id, count(*) from metrics where final=1 and split='test' group by run_id").fetchall()
+    finals = query("select run_id, count(*) from metrics where final and split='test' group by run_id")
     assert sorted(n for _, n in finals) == [1] * 4
-    assert con.execute("select count(*) from checkpoints").fetchone()[0] == 4
-    con.close()
-    lb = subprocess.run(ARCHBENCH + ["leaderboard", "--db", str(db), "--format", "json"], cwd=tmp_path, env=cli_env,
+    assert query("select count(*) from checkpoints")[0][0] == 4
+    lb = subprocess.run(ARCHBENCH + ["leaderboard", "--db", db, "--format", "json"], cwd=tmp_path, env=cli_env,
                         capture_output=True, text=True)
     assert yaml.safe_load(lb.stdout)[0]["runs"] == 4
+    return rows
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_sigkill_mid_sweep_then_resume(tmp_path, cli_env, jobs):
+    db = tmp_path / "r.db"
+    sigkill_mid_sweep_then_resume(tmp_path, cli_env, jobs, str(db), _sqlite_query(db))
