@@ -46,13 +46,13 @@ def sweep_rows(url: str, sweep: str) -> list[tuple]:
         engine.dispose()
 
 
-def test_a_ray_sweep_into_postgres_survives_a_killed_worker_node(tmp_path, postgres_url, cli_env):
+def test_a_ray_sweep_into_postgres_survives_a_killed_worker_node(tmp_path, fresh_postgres_url, cli_env):
     name = f"ray-{uuid.uuid4().hex[:8]}"
     base = unique_run(steps=60, eval_every=20)
     (tmp_path / "s.yaml").write_text(yaml.safe_dump({"name": name, "base": base, "grid": {"seed": list(range(24))}}))
     env = {**cli_env, **FAST_CLAIMS}
     with local_cluster(tmp_path, env=FAST_CLAIMS) as (address, worker):
-        cmd = ARCHBENCH + ["sweep", "s.yaml", "--db", postgres_url, "-q", "--executor", "ray", "--address", address,
+        cmd = ARCHBENCH + ["sweep", "s.yaml", "--db", fresh_postgres_url, "-q", "--executor", "ray", "--address", address,
                            "--max-retries", "3"]
         log = tmp_path / "sweep.log"
         with open(log, "wb") as out:
@@ -60,7 +60,7 @@ def test_a_ray_sweep_into_postgres_survives_a_killed_worker_node(tmp_path, postg
         try:
             deadline = time.monotonic() + 300
             while True:  # a few runs done and both nodes busy: then the worker node dies
-                rows = sweep_rows(postgres_url, name) if proc.poll() is None else []
+                rows = sweep_rows(fresh_postgres_url, name) if proc.poll() is None else []
                 done = sum(r[1] == "done" for r in rows)
                 running = sum(r[1] == "running" for r in rows)
                 if done >= 4 and running >= 2:
@@ -73,7 +73,7 @@ def test_a_ray_sweep_into_postgres_survives_a_killed_worker_node(tmp_path, postg
         finally:
             if proc.poll() is None:
                 proc.kill()
-    rows = sweep_rows(postgres_url, name)
+    rows = sweep_rows(fresh_postgres_url, name)
     assert len(rows) == 24
     assert {r[1] for r in rows} == {"done"}, [(r[0], r[1], r[4]) for r in rows if r[1] != "done"]
     finals = {r[5] for r in rows}
@@ -92,24 +92,24 @@ def test_a_ray_sweep_into_postgres_survives_a_killed_worker_node(tmp_path, postg
     assert "24 done" in out and "finished per node" in out
 
 
-def test_a_ray_sweep_and_a_local_sweep_on_one_store_never_run_a_config_twice(tmp_path, postgres_url, cli_env):
+def test_a_ray_sweep_and_a_local_sweep_on_one_store_never_run_a_config_twice(tmp_path, fresh_postgres_url, cli_env):
     name = f"both-{uuid.uuid4().hex[:8]}"
     base = unique_run(steps=40, eval_every=20)
     (tmp_path / "s.yaml").write_text(yaml.safe_dump({"name": name, "base": base, "grid": {"seed": list(range(8))}}))
-    common = ["sweep", "s.yaml", "--db", postgres_url, "-q"]
+    common = ["sweep", "s.yaml", "--db", fresh_postgres_url, "-q"]
     procs = [subprocess.Popen(ARCHBENCH + common + extra, cwd=tmp_path, env={**cli_env, **RAY_TEST_ENV}, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
              for extra in (["--executor", "ray", "--num-cpus", "1"], ["-j", "1"])]
     outs = [p.communicate(timeout=600)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
-    rows = sweep_rows(postgres_url, name)
+    rows = sweep_rows(fresh_postgres_url, name)
     assert len(rows) == 8 and {r[1] for r in rows} == {"done"}
     assert {r[2] for r in rows} == {1}  # every config trained once: by one sweep, skipped by the other
     trained = [out.count("done ") for out in outs]
     assert sum(trained) == 8 and all("skipped" in out or n == 8 for out, n in zip(outs, trained)), outs
 
 
-def test_a_killed_ray_driver_is_resumed_by_running_the_same_command(tmp_path, postgres_url, cli_env):
+def test_a_killed_ray_driver_is_resumed_by_running_the_same_command(tmp_path, fresh_postgres_url, cli_env):
     import os
     import signal
 
@@ -118,21 +118,21 @@ def test_a_killed_ray_driver_is_resumed_by_running_the_same_command(tmp_path, po
     (tmp_path / "s.yaml").write_text(yaml.safe_dump({"name": name, "base": base, "grid": {"seed": list(range(10))}}))
     env = {**cli_env, **FAST_CLAIMS}
     with local_cluster(tmp_path, env=FAST_CLAIMS) as (address, _):
-        cmd = ARCHBENCH + ["sweep", "s.yaml", "--db", postgres_url, "-q", "--executor", "ray", "--address", address]
+        cmd = ARCHBENCH + ["sweep", "s.yaml", "--db", fresh_postgres_url, "-q", "--executor", "ray", "--address", address]
         first = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "first.err", "wb"),
                                  start_new_session=True)
         deadline = time.monotonic() + 300
-        while sum(r[1] == "done" for r in sweep_rows(postgres_url, name)) < 3:
+        while sum(r[1] == "done" for r in sweep_rows(fresh_postgres_url, name)) < 3:
             assert first.poll() is None and time.monotonic() < deadline, (tmp_path / "first.err").read_text()[-2000:]
             time.sleep(0.2)
         os.killpg(first.pid, signal.SIGKILL)  # the driver dies; Ray ends its job's tasks
         first.wait()
-        killed = sweep_rows(postgres_url, name)
+        killed = sweep_rows(fresh_postgres_url, name)
         done_before = {r[0] for r in killed if r[1] == "done"}
         assert 3 <= len(done_before) < 10
         again = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
         assert again.returncode == 0, again.stderr[-3000:]
-    rows = sweep_rows(postgres_url, name)
+    rows = sweep_rows(fresh_postgres_url, name)
     assert len(rows) == 10 and {r[1] for r in rows} == {"done"}
     for rid, _, attempts, log_, _, _, _ in rows:
         if rid in done_before:
