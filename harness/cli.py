@@ -7,49 +7,20 @@ fix and exits with status 2; nothing is written to the store in that case.
 
 from __future__ import annotations
 
-import functools
-import signal
 import sys
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Optional
 
 import typer
 
+from harness.cli_support import (ADDRESS, CKPT, CPUS, DB, DRY, EXECUTOR, FORMAT, GPUS, JOBS, PLUGIN, QUIET,
+                                 RETRIES, RETRY, handles_errors)
 from harness.report import err, out, print_board, print_frame, print_settings, run_line
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benchmark and rank neural sequence architectures.")
 db_app = typer.Typer(no_args_is_help=True, help="Manage the results database.")
 app.add_typer(db_app, name="db")
-
-DB = typer.Option(None, "--db", help="SQLAlchemy URL or SQLite path (default: $ARCHBENCH_DB or sqlite:///results.db)")
-FORMAT = typer.Option("table", "--format", "-f", help="table, markdown, csv or json")
-QUIET = typer.Option(False, "--quiet", "-q", help="no progress bars (for logs)")
-CKPT = typer.Option("checkpoints", "--checkpoint-dir", help="where checkpoints are written")
-PLUGIN = typer.Option(None, "--plugin", help="a .py file or module that registers mixers/tasks (repeatable)")
-
-
-def handles_errors(fn: Callable) -> Callable:
-    """Print user errors as one line and exit 2; turn SIGTERM into an orderly interrupt."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from harness.errors import user_error_types
-
-        def _term(signum, frame):  # noqa: ANN001
-            raise KeyboardInterrupt
-
-        signal.signal(signal.SIGTERM, _term)
-        try:
-            return fn(*args, **kwargs)
-        except user_error_types() as e:
-            err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            err.print("[yellow]interrupted[/]: unfinished runs are marked and will be redone next time")
-            raise typer.Exit(130) from None
-
-    return wrapper
 
 
 def _open(db: str | None, readonly: bool = False):  # noqa: ANN202
@@ -147,7 +118,7 @@ def eval_(
 
 def _run_sweep_file(path: Path, jobs: int, dry_run: bool, db: str | None, checkpoint_dir: str, quiet: bool,
                     retry_failed: bool, plugins: list[str] | None, executor: str, address: str | None,
-                    num_cpus: float, num_gpus: float, max_retries: int) -> None:
+                    num_cpus: float | None, num_gpus: float | None, max_retries: int) -> None:
     from harness.sweep import make_executor, plan_sweep, run_sweep_file
 
     if dry_run:
@@ -159,7 +130,8 @@ def _run_sweep_file(path: Path, jobs: int, dry_run: bool, db: str | None, checkp
     ex = make_executor(executor, jobs, address=address, num_cpus=num_cpus, num_gpus=num_gpus, max_retries=max_retries)
 
     def started(plan, url: str) -> None:  # noqa: ANN001
-        out.print(f"sweep {plan.name!r}: {len(plan.configs)} runs, {ex.describe()}, results in {url}")
+        out.print(f"sweep {plan.name!r}: {len(plan.configs)} runs, {ex.with_resources(plan.resources).describe()}, "
+                  f"results in {url}")
 
     done = run_sweep_file(path, db, jobs=jobs, checkpoint_dir=checkpoint_dir, progress=not quiet,
                           retry_failed=retry_failed, plugins=plugins, on_start=started, on_result=_report_run,
@@ -168,15 +140,6 @@ def _run_sweep_file(path: Path, jobs: int, dry_run: bool, db: str | None, checkp
     print_board(done.leaderboard, "table", title=f"leaderboard: {done.name}")
 
 
-JOBS = typer.Option(1, "--jobs", "-j", min=1, help="runs at a time (local process pool)")
-DRY = typer.Option(False, "--dry-run", help="print the expanded runs and stop")
-RETRY = typer.Option(False, "--retry-failed", help="redo runs that failed or diverged before")
-EXECUTOR = typer.Option("local", "--executor", help="local (a process pool of --jobs) or ray (a Ray cluster)")
-ADDRESS = typer.Option(None, "--address", help="Ray: auto (the running cluster) or ray://HOST:PORT (default: "
-                       "start Ray on this machine)")
-CPUS = typer.Option(1.0, "--num-cpus", help="Ray: CPUs per run")
-GPUS = typer.Option(0.0, "--num-gpus", help="Ray: GPUs per run (fractions share a card)")
-RETRIES = typer.Option(2, "--max-retries", help="Ray: times a run whose worker or node died is retried")
 
 
 @app.command()
@@ -184,7 +147,7 @@ RETRIES = typer.Option(2, "--max-retries", help="Ray: times a run whose worker o
 def sweep(file: Path = typer.Argument(..., help="sweep YAML (base + grid)"), jobs: int = JOBS, dry_run: bool = DRY,
           db: Optional[str] = DB, checkpoint_dir: str = CKPT, quiet: bool = QUIET, retry_failed: bool = RETRY,
           plugin: Optional[list[str]] = PLUGIN, executor: str = EXECUTOR, address: Optional[str] = ADDRESS,
-          num_cpus: float = CPUS, num_gpus: float = GPUS, max_retries: int = RETRIES) -> None:
+          num_cpus: Optional[float] = CPUS, num_gpus: Optional[float] = GPUS, max_retries: int = RETRIES) -> None:
     """Run a sweep file's grid; finished runs are skipped, killed ones redone."""
     _run_sweep_file(file, jobs, dry_run, db, checkpoint_dir, quiet, retry_failed, plugin, executor, address,
                     num_cpus, num_gpus, max_retries)
@@ -195,7 +158,7 @@ def sweep(file: Path = typer.Argument(..., help="sweep YAML (base + grid)"), job
 def suite(name: str = typer.Argument("quick", help="built-in suite (quick, ...)"), jobs: int = JOBS,
           dry_run: bool = DRY, db: Optional[str] = DB, checkpoint_dir: str = CKPT, quiet: bool = QUIET,
           retry_failed: bool = RETRY, plugin: Optional[list[str]] = PLUGIN, executor: str = EXECUTOR,
-          address: Optional[str] = ADDRESS, num_cpus: float = CPUS, num_gpus: float = GPUS,
+          address: Optional[str] = ADDRESS, num_cpus: Optional[float] = CPUS, num_gpus: Optional[float] = GPUS,
           max_retries: int = RETRIES) -> None:
     """Run a built-in sweep shipped with archbench (`quick` runs on a laptop CPU in minutes)."""
     from harness.config import suite_path

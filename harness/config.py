@@ -177,6 +177,11 @@ def entry_id(cfg: RunConfig) -> str:
 
 # -- sweeps -----------------------------------------------------------------------
 
+class RunResources(_Strict):
+    num_cpus: float = Field(1.0, gt=0, description="CPUs per run (also its torch threads)")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs per run; a fraction packs several runs on one GPU")
+
+
 class SweepFile(_Strict):
     name: str = Field(description="the sweep's name, stored with each run")
     description: str = ""
@@ -193,6 +198,9 @@ class SweepFile(_Strict):
         default_factory=list,
         description="modules or .py files (relative to the sweep file) that register mixers or tasks",
     )
+    resources: "RunResources" = Field(default_factory=lambda: RunResources(),
+                                      description="what each run asks of a Ray cluster (--executor ray); "
+                                                  "--num-cpus / --num-gpus override")
 
     @field_validator("grid")
     @classmethod

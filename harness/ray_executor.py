@@ -43,17 +43,24 @@ _PASS_ENV = ("ARCHBENCH_PLUGINS", "ARCHBENCH_HEARTBEAT_S", "ARCHBENCH_STALE_AFTE
 @dataclass(frozen=True)
 class RayOptions:
     address: str | None = None  # None: start Ray on this machine; "auto": the running cluster; ray://host:port
-    num_cpus: float = 1.0
-    num_gpus: float = 0.0
+    num_cpus: float | None = None  # None: the sweep file's resources (default 1 CPU)
+    num_gpus: float | None = None  # None: the sweep file's resources (default none)
     max_retries: int = 2
 
     def check(self) -> None:
-        if self.num_cpus <= 0:
+        if self.num_cpus is not None and self.num_cpus <= 0:
             raise UserError(f"--num-cpus must be positive; got {self.num_cpus:g}")
-        if self.num_gpus < 0:
+        if self.num_gpus is not None and self.num_gpus < 0:
             raise UserError(f"--num-gpus must be 0 or more; got {self.num_gpus:g}")
         if self.max_retries < 0:
             raise UserError(f"--max-retries must be 0 or more; got {self.max_retries}")
+
+
+def check_store_url(url: str, options: RayOptions) -> None:
+    """A Ray cluster's workers on other machines cannot share one SQLite file: refuse it."""
+    if url.startswith("sqlite") and options.address not in (None, "local"):
+        raise UserError(f"a Ray cluster's workers cannot share the SQLite file {url}; give --db a "
+                        f"PostgreSQL URL every node reaches (see README, \"Running on a cluster\")")
 
 
 def _ray() -> Any:
@@ -91,10 +98,10 @@ def run_sweep_ray(configs: list[RunConfig], store: Store, *, sweep: str | None, 
                   on_progress: Callable[[str], None] | None = None) -> list[RunResult]:
     """Run ``configs`` as Ray tasks into ``store`` (already holding them as ``queued``)."""
     options.check()
+    cpus = 1.0 if options.num_cpus is None else options.num_cpus
+    gpus = 0.0 if options.num_gpus is None else options.num_gpus
     ray = _ray()
-    if str(store.url).startswith("sqlite") and options.address not in (None, "local"):
-        raise UserError(f"a Ray cluster's workers cannot share the SQLite file {store.url}; give --db a "
-                        f"PostgreSQL URL every node reaches (see README, \"Running on a cluster\")")
+    check_store_url(store.url, options)
     env = {k: os.environ[k] for k in _PASS_ENV if k in os.environ}
     try:
         ray.init(address=None if options.address in (None, "local") else options.address,
@@ -102,9 +109,9 @@ def run_sweep_ray(configs: list[RunConfig], store: Store, *, sweep: str | None, 
     except (ConnectionError, RuntimeError, ValueError) as e:
         raise UserError(f"cannot reach the Ray cluster at {options.address!r} ({e}); start it with "
                         f"`ray start --head` or pass --address") from None
-    task = ray.remote(_train_task).options(num_cpus=options.num_cpus, num_gpus=options.num_gpus,
-                                           max_retries=options.max_retries, retry_exceptions=False)
-    threads = max(1, int(options.num_cpus))
+    task = ray.remote(_train_task).options(num_cpus=cpus, num_gpus=gpus, max_retries=options.max_retries,
+                                           retry_exceptions=False)
+    threads = max(1, int(cpus))
     pending: dict[Any, RunConfig] = {}
     for cfg in configs:
         ref = task.remote(cfg.model_dump(mode="json"), store.url, sweep, str(checkpoint_dir), retry_failed,

@@ -63,6 +63,16 @@ class Executor:
     jobs: int = 1
     ray: Any = None  # harness.ray_executor.RayOptions
 
+    def with_resources(self, resources: Any) -> "Executor":
+        """This executor with a sweep file's ``resources`` where the command line gave none."""
+        from dataclasses import replace
+
+        if self.ray is None or resources is None:
+            return self
+        r = self.ray
+        return replace(self, ray=replace(r, num_cpus=resources.num_cpus if r.num_cpus is None else r.num_cpus,
+                                         num_gpus=resources.num_gpus if r.num_gpus is None else r.num_gpus))
+
     def describe(self) -> str:
         if self.kind == "ray":
             where = self.ray.address or "this machine"
@@ -71,8 +81,8 @@ class Executor:
         return f"{self.jobs} at a time"
 
 
-def make_executor(kind: str = "local", jobs: int = 1, *, address: str | None = None, num_cpus: float = 1.0,
-                  num_gpus: float = 0.0, max_retries: int = 2) -> Executor:
+def make_executor(kind: str = "local", jobs: int = 1, *, address: str | None = None, num_cpus: float | None = None,
+                  num_gpus: float | None = None, max_retries: int = 2) -> Executor:
     """An :class:`Executor` from the command line's options; bad ones raise :class:`UserError`."""
     if kind == "local":
         return Executor("local", jobs)
@@ -136,6 +146,7 @@ class SweepPlan:
 
     name: str
     configs: list[RunConfig]
+    resources: Any = None  # harness.config.RunResources: what each run asks of a Ray cluster
 
     def listing(self) -> list[str]:
         """One line per run (``--dry-run``): number, run id, architecture, size, setting, lr, seed."""
@@ -170,7 +181,7 @@ def plan_sweep(path: str | Path, plugins: list[str] | None = None) -> SweepPlan:
     require_runs(sweep, path)
     load_plugins(sweep.plugins, base_dir=path.parent)  # sweep-file paths are relative to the file
     load_plugins(plugins or [])
-    return SweepPlan(sweep.name, expand_sweep(sweep))
+    return SweepPlan(sweep.name, expand_sweep(sweep), sweep.resources)
 
 
 def run_sweep_file(path: str | Path, db: str | None = None, *, jobs: int = 1,
@@ -187,6 +198,12 @@ def run_sweep_file(path: str | Path, db: str | None = None, *, jobs: int = 1,
     from harness.queries import scoped_leaderboard
 
     plan = plan_sweep(path, plugins)
+    if executor is not None and executor.kind == "ray":  # the file's resources, unless flags gave them
+        from harness.ray_executor import check_store_url
+        from harness.store import resolve_url
+
+        executor = executor.with_resources(plan.resources)
+        check_store_url(resolve_url(db), executor.ray)  # before the store is opened
     for c in plan.configs:
         check_fits(c)
         check_task(c)
