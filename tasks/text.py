@@ -32,6 +32,7 @@ import glob
 import hashlib
 import importlib.util
 import math
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -114,20 +115,30 @@ def _expand(files: tuple[str, ...], include: str) -> list[Path]:
     return list(dict.fromkeys(out))
 
 
-def _read_files(c: TextConfig) -> list[bytes]:
-    docs, total = [], 0
-    for p in _expand(c.files, c.include):
+def _capped(docs: Iterable[bytes], max_bytes: int | None) -> list[bytes]:
+    """The documents until ``max_bytes`` bytes are taken (the last one cut); all of them without a cap.
+    ``docs`` is read lazily, so nothing past the cap is read."""
+    out, total = [], 0
+    for data in docs:
+        if max_bytes is not None:
+            data = data[: max_bytes - total]
+        out.append(data)
+        total += len(data)
+        if max_bytes is not None and total >= max_bytes:
+            break
+    return out
+
+
+def _file_bytes(paths: list[Path]) -> Iterator[bytes]:
+    for p in paths:
         try:
-            data = p.read_bytes()
+            yield p.read_bytes()
         except OSError as e:
             raise TextError(f"text: cannot read {p} ({e.strerror or e}); make it readable or leave it out") from None
-        if c.max_bytes is not None:
-            data = data[: c.max_bytes - total]
-        docs.append(data)
-        total += len(data)
-        if c.max_bytes is not None and total >= c.max_bytes:
-            break
-    return docs
+
+
+def _read_files(c: TextConfig) -> list[bytes]:
+    return _capped(_file_bytes(_expand(c.files, c.include)), c.max_bytes)
 
 
 def _read_dataset(c: TextConfig) -> list[bytes]:
@@ -163,16 +174,7 @@ def _read_dataset(c: TextConfig) -> list[bytes]:
     if c.text_column not in ds.column_names:
         raise TextError(f"text: dataset {src} has no column {c.text_column!r}; set task.text_column to one of "
                         f"{', '.join(ds.column_names)}")
-    docs, total = [], 0
-    for s in ds[c.text_column]:
-        data = str(s).encode("utf-8")
-        if c.max_bytes is not None:
-            data = data[: c.max_bytes - total]
-        docs.append(data)
-        total += len(data)
-        if c.max_bytes is not None and total >= c.max_bytes:
-            break
-    return docs
+    return _capped((str(row).encode("utf-8") for row in ds[c.text_column]), c.max_bytes)
 
 
 def _split_points(n_tokens: int, c: TextConfig) -> tuple[int, int]:

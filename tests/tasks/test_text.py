@@ -217,3 +217,13 @@ def test_byte_tokenizer_round_trips_utf8():
     assert tok.decode(tok.encode(s)) == s and len(tok.encode(s)) == len(s.encode("utf-8"))
     assert tok.decode([*tok.encode("a"), tok.eot_id, *tok.encode("b")]) == "ab"
     assert EOT == "<|endoftext|>"
+
+
+def test_max_bytes_caps_files_and_datasets_alike(tmp_path):
+    write_corpus(tmp_path)
+    t = text_task(tmp_path, max_bytes=5000)
+    assert t.corpus.n_bytes == 5000 and t.corpus.n_documents == 3  # two whole files of ~2.2 kB and a cut third
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps({"text": "x" * 3000}) + "\n" for _ in range(4)))
+    d = text_task(tmp_path, files=(), dataset=str(rows), max_bytes=5000)
+    assert d.corpus.n_bytes == 5000 and d.corpus.n_documents == 2
