@@ -26,6 +26,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from harness.store import Store
+from kernels.dispatch import clear_paths, paths_taken
 
 if TYPE_CHECKING:
     from harness.train import TrainResult
@@ -66,6 +67,7 @@ class StoreCallback(Callback):
         A claimed run's heartbeat is refreshed from a background thread until the run ends."""
         reason = self.store.claim_run(self.run_id, self.fields, retry_failed=retry_failed, token=token)
         if reason is None:
+            clear_paths()  # what this run's ops take is recorded at its end
             self._beat = _Heartbeat(self.store, self.run_id)
         return reason
 
@@ -79,13 +81,14 @@ class StoreCallback(Callback):
         beat = getattr(self, "_beat", None)
         if beat is not None:
             beat.stop()
+        paths = paths_taken()
         if result.status == "done":
             self.store.finish_run(self.run_id, status="done", step=result.step, duration_s=result.seconds,
                                   final=[(sp, n, v) for (sp, n), v in result.final.items()], scores=result.scores,
-                                  checkpoint=self.checkpoint)
+                                  checkpoint=self.checkpoint, kernel_paths=paths)
         else:  # interrupted runs keep the last finished step; failed ones none
             self.store.finish_run(self.run_id, status=result.status, step=result.step, duration_s=result.seconds,
-                                  error=result.error)
+                                  error=result.error, kernel_paths=paths)
 
 
 class _Heartbeat:

@@ -141,6 +141,7 @@ def parse_run_config(data: dict[str, Any], where: str = "config") -> RunConfig:
     except ValidationError as e:
         raise UserError(f"invalid {where}: {format_validation_error(e)}") from None
     check_device(cfg.device, where)
+    check_kernels(cfg.arch.kernels, cfg.device, where)
     from harness.errors import user_error_types
 
     try:
@@ -158,6 +159,30 @@ def check_device(device: str, where: str = "config") -> None:
             raise UserError(f"invalid {where}: device is cuda but CUDA is not available on this machine; "
                             f"use device cpu (`device: cpu` in a file, `--set device=cpu` for train), "
                             f"or auto to take a GPU only where there is one")
+
+
+def check_kernels(arch_kernels: str | None, device: str, where: str = "config") -> None:
+    """Refuse a kernel mode this machine cannot run: a bad ``$ARCHBENCH_KERNELS``, or ``triton``
+    where nothing can run Triton (no CUDA device for the run and no ``TRITON_INTERPRET=1``)."""
+    import os
+
+    import torch
+
+    from kernels.dispatch import ENV_VAR, HAS_TRITON, kernel_mode
+
+    try:
+        mode = arch_kernels or kernel_mode()
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if mode != "triton":
+        return
+    source = "arch.kernels=triton" if arch_kernels else f"{ENV_VAR}=triton"
+    if not HAS_TRITON:
+        raise UserError(f"invalid {where}: {source} but Triton is not installed; install triton, or use auto or torch")
+    on_gpu = device in ("cuda", "auto") and torch.cuda.is_available()
+    if not on_gpu and os.environ.get("TRITON_INTERPRET") != "1":
+        raise UserError(f"invalid {where}: {source} needs a CUDA device for the run, or TRITON_INTERPRET=1 to "
+                        f"interpret the Triton kernels on the CPU (slow; for tests); or use auto or torch")
 
 
 def run_id(cfg: RunConfig) -> str:

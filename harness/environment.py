@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from kernels.dispatch import kernel_mode
+
 
 def _git(*args: str) -> str | None:
     root = Path(__file__).resolve().parent.parent
@@ -63,6 +65,7 @@ def describe(device: str | torch.device = "cpu") -> dict[str, Any]:
     info["device"] = device.type
     info["gpu_name"] = torch.cuda.get_device_name(device) if device.type == "cuda" else None
     info["num_threads"] = torch.get_num_threads()
+    info["kernels"] = kernel_mode()
     info["id"] = hashlib.sha256(json.dumps(info, sort_keys=True).encode()).hexdigest()[:16]
     return info
 

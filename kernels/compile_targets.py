@@ -51,6 +51,7 @@ class Resources:
     spill_loads: int
     spill_budget: int
     num_warps: int
+    wgmma_serialized: bool
     seconds: float
 
     @property
@@ -63,29 +64,34 @@ class Resources:
         return self.shared <= self.shared_limit and max(self.spill_stores, self.spill_loads) <= self.spill_budget
 
 
-def _tools_dir() -> Path:
-    import triton
-    return Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
+def _ptxas(cc: int) -> str:
+    """The ``ptxas`` Triton itself assembles ``sm_<cc>`` code with (a newer one from sm90 on)."""
+    from triton.backends.nvidia.compiler import get_ptxas
+
+    return get_ptxas(cc).path
 
 
-_PTXAS_RE = re.compile(r"Used (\d+) registers.*?(\d+) bytes spill stores, (\d+) bytes spill loads", re.S)
+_REGS_RE = re.compile(r"Used (\d+) registers")
+_SPILL_RE = re.compile(r"(\d+) bytes spill stores, (\d+) bytes spill loads")
 
 
-def ptxas_report(ptx: str) -> tuple[int, int, int]:
-    """``(registers, spill stores, spill loads)`` from ``ptxas -v`` on ``ptx`` (its own ``.target``)."""
+def ptxas_report(ptx: str, cc: int) -> tuple[int, int, int, bool]:
+    """``(registers, spill stores, spill loads, wgmma serialized)`` from ``ptxas -v`` on ``ptx``
+    (its own ``.target``).  The last is ptxas's sm90 warning that Hopper's asynchronous MMAs run
+    one at a time for want of registers: the launch works, slower."""
     arch = re.search(r"^\.target\s+(\S+)", ptx, re.M).group(1).rstrip(",")
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "k.ptx"
         src.write_text(ptx)
-        proc = subprocess.run([str(_tools_dir() / "ptxas"), "-v", f"--gpu-name={arch}", str(src),
+        proc = subprocess.run([_ptxas(cc), "-v", f"--gpu-name={arch}", str(src),
                                "-o", str(Path(tmp) / "k.cubin")], capture_output=True, text=True)
     if proc.returncode:
         raise RuntimeError(f"ptxas failed for {arch}: {proc.stderr[-2000:]}")
-    m = _PTXAS_RE.search(proc.stderr)
-    if m is None:
+    regs, spills = _REGS_RE.search(proc.stderr), _SPILL_RE.search(proc.stderr)
+    if regs is None or spills is None:
         raise RuntimeError(f"could not read ptxas -v output:\n{proc.stderr[-2000:]}")
-    regs, stores, loads = (int(x) for x in m.groups())
-    return regs, stores, loads
+    serialized = "wgmma.mma_async instructions are serialized" in proc.stderr
+    return int(regs.group(1)), int(spills.group(1)), int(spills.group(2)), serialized
 
 
 def compile_launch(launch, cc: int):
@@ -104,11 +110,11 @@ def compile_launch(launch, cc: int):
 def measure(op: str, launch, cc: int, dtype: str, head_dim: int) -> Resources:
     t0 = time.perf_counter()
     kernel = compile_launch(launch, cc)
-    regs, stores, loads = ptxas_report(kernel.asm["ptx"])
+    regs, stores, loads, serialized = ptxas_report(kernel.asm["ptx"], cc)
     return Resources(op=op, kernel=launch.name, target=cc, dtype=dtype, head_dim=head_dim, config=launch.config,
                      shared=int(kernel.metadata.shared), registers=regs, spill_stores=stores, spill_loads=loads,
                      spill_budget=launch.spill_budget, num_warps=launch.num_warps,
-                     seconds=time.perf_counter() - t0)
+                     wgmma_serialized=serialized, seconds=time.perf_counter() - t0)
 
 
 def module(op: str):
@@ -141,11 +147,12 @@ def matrix(ops=OPS, targets=TARGETS, dtypes=tuple(DTYPES), head_dims=HEAD_DIMS):
 
 
 def markdown(rows: list[Resources]) -> str:
-    lines = ["| op | kernel | target | dtype | head dim | config | shared KiB | registers | spills (st/ld B) |",
-             "|---|---|---|---|---:|---|---:|---:|---:|"]
+    lines = ["| op | kernel | target | dtype | head dim | config | shared KiB | registers | spills (st/ld B) | note |",
+             "|---|---|---|---|---:|---|---:|---:|---:|---|"]
     for r in rows:
+        note = "wgmma serialized" if r.wgmma_serialized else ""
         lines.append(f"| {r.op} | {r.kernel} | sm{r.target} | {r.dtype} | {r.head_dim} | {r.config} | "
-                     f"{r.shared / 1024:.1f} | {r.registers} | {r.spill_stores}/{r.spill_loads} |")
+                     f"{r.shared / 1024:.1f} | {r.registers} | {r.spill_stores}/{r.spill_loads} | {note} |")
     return "\n".join(lines)
 
 

@@ -7,11 +7,25 @@
    says otherwise, per-head scalars (``beta``, ``log_f``) are ``[batch, time, heads]``, and
    ``chunk_size`` (where the op has one) is at least 1.  A bad input raises ``ValueError``
    naming the op, the argument, the expected shape and the shape it got;
-2. picks the path: the op's Triton implementation when ``q`` is on CUDA and Triton can be
-   imported, else its torch path.  The Triton implementation is a ``"module:attr"`` string,
-   imported on the first CUDA call (so importing an op never imports Triton), or a function
-   of the op's own that imports it; an op without one (``softmax_attention``) always runs
-   its torch path.
+2. picks the path, by the kernel mode (:func:`kernel_mode`: an architecture's ``kernels``
+   option through :func:`use_kernels`, else ``ARCHBENCH_KERNELS``, else ``auto``):
+
+   * ``auto``: the op's Triton implementation when ``q`` is on CUDA and Triton can be
+     imported, else its torch path.  If a Triton launch fails for resources (shared memory or
+     registers the device does not have: ``triton.runtime.errors.OutOfResources``) or the
+     kernel does not support the head dim (``UnsupportedHeadDim``), the call is repeated on the torch path, with one :class:`KernelFallbackWarning` per op, and that
+     op stays on torch for the rest of the process;
+   * ``torch``: always the torch path;
+   * ``triton``: always the Triton path -- on CUDA, or on CPU tensors when Triton's
+     interpreter is on (``TRITON_INTERPRET=1``, how the tests train through it); anything
+     else raises :class:`KernelPathError` naming the fix.
+
+   The Triton implementation is a ``"module:attr"`` string, imported on first use (so
+   importing an op never imports Triton), or a function of the op's own that imports it;
+   an op without one (``softmax_attention``) always runs its torch path.
+
+:func:`paths_taken` tells which path each op took in this process (``archbench train`` stores
+it with the run).
 
 It returns the chosen function; the op calls it with its own arguments::
 
@@ -24,17 +38,82 @@ It returns the chosen function; the op calls it with its own arguments::
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import importlib.util
-from typing import Callable, Mapping
+import os
+import warnings
+from typing import Callable, Iterator, Mapping
 
 import torch
 
 from archbench.registry import load_target
 
-__all__ = ["HAS_TRITON", "Dispatch", "check_inputs"]
+__all__ = ["HAS_TRITON", "KERNEL_MODES", "Dispatch", "KernelFallbackWarning", "KernelPathError", "check_inputs",
+           "check_kernel_mode", "clear_paths", "kernel_mode", "paths_taken", "use_kernels"]
 
 HAS_TRITON = importlib.util.find_spec("triton") is not None
+KERNEL_MODES = ("auto", "torch", "triton")
+ENV_VAR = "ARCHBENCH_KERNELS"
 _NOT_LOADED = object()
+_mode: contextvars.ContextVar[str | None] = contextvars.ContextVar("archbench_kernels", default=None)
+_taken: dict[str, str] = {}
+
+
+class KernelPathError(RuntimeError):
+    """The kernel mode asks for a path this machine cannot run; the message names the fix."""
+
+
+class KernelFallbackWarning(RuntimeWarning):
+    """``auto`` mode: a Triton launch failed for resources and the op moved to its torch path."""
+
+
+def check_kernel_mode(mode: str, where: str = ENV_VAR) -> str:
+    if mode not in KERNEL_MODES:
+        raise ValueError(f"{where}={mode!r} is not a kernel mode; use one of {', '.join(KERNEL_MODES)}")
+    return mode
+
+
+def kernel_mode() -> str:
+    """The kernel mode in force: :func:`use_kernels`'s, else ``$ARCHBENCH_KERNELS``, else ``auto``."""
+    mode = _mode.get()
+    if mode is not None:
+        return mode
+    return check_kernel_mode(os.environ.get(ENV_VAR, "").strip().lower() or "auto")
+
+
+@contextlib.contextmanager
+def use_kernels(mode: str | None) -> Iterator[None]:
+    """Run the block with kernel mode ``mode`` (``None``: leave it as it is)."""
+    if mode is None:
+        yield
+        return
+    token = _mode.set(check_kernel_mode(mode, "kernels"))
+    try:
+        yield
+    finally:
+        _mode.reset(token)
+
+
+def paths_taken() -> dict[str, str]:
+    """``{op: path}`` for every op called in this process: ``"triton"``, ``"torch"`` or
+    ``"torch (fallback)"`` (the last call's path)."""
+    return dict(_taken)
+
+
+def clear_paths() -> None:
+    """Forget the paths taken so far (a new run starts)."""
+    _taken.clear()
+
+
+def _interpreter_on() -> bool:
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def _is_resource_error(e: BaseException) -> bool:
+    """A Triton launch this device cannot make (shared memory, registers) or a head dim the
+    kernel does not support: ``auto`` runs those calls on the torch path instead."""
+    return type(e).__name__ in ("OutOfResources", "UnsupportedHeadDim")
 
 
 def check_inputs(op: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
@@ -80,6 +159,7 @@ class Dispatch:
         self.triton = triton
         self.v_like_q = v_like_q
         self._triton_fn: object = _NOT_LOADED
+        self._fell_back = False
 
     def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
                  like_q: Mapping[str, torch.Tensor] | None = None,
@@ -91,12 +171,45 @@ class Dispatch:
         return self.pick(q)
 
     def pick(self, q: torch.Tensor) -> Callable[..., torch.Tensor]:
-        """The Triton path for a CUDA ``q`` when Triton imports, else the torch path."""
-        if q.is_cuda and self.triton is not None:
+        """The path the kernel mode chooses for ``q`` (see the module docstring)."""
+        mode = kernel_mode()
+        if mode == "torch" or self.triton is None:  # an op without a Triton implementation has one path
+            return self._record(self.torch, "torch")
+        if mode == "triton":
+            if not (q.is_cuda or _interpreter_on()):
+                raise KernelPathError(f"{self.op}: kernel mode triton needs CUDA tensors (or TRITON_INTERPRET=1 "
+                                      f"to interpret the kernels on the CPU); got a {q.device.type} tensor. "
+                                      f"Use {ENV_VAR}=auto or =torch, or run on a GPU")
+            fn = self._load_triton()
+            if fn is None:
+                raise KernelPathError(f"{self.op}: kernel mode triton but Triton cannot be imported here; "
+                                      f"install triton, or use {ENV_VAR}=auto or =torch")
+            return self._record(fn, "triton")
+        if q.is_cuda and not self._fell_back:
             fn = self._load_triton()
             if fn is not None:
-                return fn
-        return self.torch
+                return self._with_fallback(fn)
+        return self._record(self.torch, "torch (fallback)" if self._fell_back and q.is_cuda else "torch")
+
+    def _record(self, fn: Callable[..., torch.Tensor], path: str) -> Callable[..., torch.Tensor]:
+        _taken[self.op] = path
+        return fn
+
+    def _with_fallback(self, fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        def call(*args, **kwargs):
+            try:
+                out = fn(*args, **kwargs)
+            except Exception as e:  # noqa: BLE001 - only resource failures fall back; the rest re-raise
+                if not _is_resource_error(e):
+                    raise
+                self._fell_back = True
+                warnings.warn(f"{self.op}: the Triton kernel cannot launch on this device ({e}); "
+                              f"using the torch path for this op from now on", KernelFallbackWarning, stacklevel=3)
+                _taken[self.op] = "torch (fallback)"
+                return self.torch(*args, **kwargs)
+            _taken[self.op] = "triton"
+            return out
+        return call
 
     def _load_triton(self) -> Callable[..., torch.Tensor] | None:
         if self._triton_fn is _NOT_LOADED:

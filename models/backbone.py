@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 import models.mixers  # noqa: F401  (registers the built-in mixers)
+from kernels.dispatch import use_kernels
 from models.config import ArchConfig
 from models.layers import RMSNorm, base_std, init_scale, make_mlp
 from models.registry import get_mixer
@@ -38,10 +39,12 @@ class Block(nn.Module):
                                layer_idx=layer_idx, n_layers=cfg.n_layers)
         self.mlp = make_mlp(cfg.mlp, cfg.d_model, cfg.mlp_ratio, cfg.n_layers)
         self.norm2 = _norm(cfg.norm, cfg.d_model) if self.mlp is not None else None
+        self.kernels = cfg.kernels  # the arch's kernel mode (None: $ARCHBENCH_KERNELS, else auto)
 
     def forward(self, x: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
         """``positions`` (a ``[B, T]`` mask) keeps only those rows after the mixer: ``[n, d]``."""
-        x = x + self.mixer(self.norm1(x))
+        with use_kernels(self.kernels):
+            x = x + self.mixer(self.norm1(x))
         if positions is not None:
             x = x[positions]
         if self.mlp is not None:

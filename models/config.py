@@ -28,6 +28,11 @@ class ArchConfig(BaseModel):
     init_std: float | None = Field(None, gt=0, description="std of plain weight matrices (default 0.02); "
                                    "Nanda et al.'s grokking model uses 1/sqrt(d_model)")
     options: dict[str, Any] = Field(default_factory=dict, description="the mixer's own settings")
+    kernels: Literal["auto", "torch", "triton"] | None = Field(
+        None, exclude=True,
+        description="which kernels the mixers run (auto: Triton on CUDA, torch elsewhere; torch; triton); "
+                    "unset: $ARCHBENCH_KERNELS, else auto. Not part of the config's identity (same function, "
+                    "another code path), so it is left out of dumps and run ids")
 
     @model_validator(mode="after")
     def _check(self) -> "ArchConfig":

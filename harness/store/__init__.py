@@ -211,8 +211,10 @@ class Store:
     def finish_run(self, run_id: str, *, status: str, step: int | None, duration_s: float,
                    error: str | None = None, final: Iterable[tuple[str, str, float | None]] = (),
                    scores: dict[str, Any] | None = None,
-                   checkpoint: tuple[str, str] | None = None) -> None:
-        """Close a run: status, final metrics, headline scores and checkpoint in one transaction."""
+                   checkpoint: tuple[str, str] | None = None,
+                   kernel_paths: dict[str, str] | None = None) -> None:
+        """Close a run: status, final metrics, headline scores, checkpoint and the path each
+        kernel op took (``{"fox_attention": "triton"}``) in one transaction."""
         assert status in RUN_STATUSES
         with self.session() as s:
             run = s.get(Run, run_id, with_for_update=True)
@@ -228,6 +230,8 @@ class Store:
                 setattr(run, k, v)
             run.status, run.step, run.error = status, step, error
             run.finished_at, run.duration_s = utcnow(), duration_s
+            if kernel_paths:
+                run.kernel_paths = kernel_paths
 
     def runs_without_floor(self) -> list[tuple[str, dict[str, Any], int]]:
         """``(run id, config, seed)`` of the done runs stored before floors were (schema 0003)."""

@@ -40,6 +40,7 @@ class Environment(Base):
     cpu_name: Mapped[str | None] = mapped_column(String(128))
     gpu_name: Mapped[str | None] = mapped_column(String(128))
     num_threads: Mapped[int | None] = mapped_column(Integer)
+    kernels: Mapped[str | None] = mapped_column(String(16))  # the kernel mode asked for: auto, torch, triton (0007)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -78,6 +79,7 @@ class Run(Base):
     claim_token: Mapped[str | None] = mapped_column(String(64))  # the executor task that owns it (retries share it)
     attempt_log: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)  # earlier attempts and how each ended
     environment_id: Mapped[str | None] = mapped_column(ForeignKey("environments.id"))
+    kernel_paths: Mapped[dict[str, str] | None] = mapped_column(JSON)  # op -> the path it ran: triton, torch (0007)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)

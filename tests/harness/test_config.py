@@ -210,7 +210,8 @@ def _field_annotation(cfg, key):
 
 def _declared_fields(cfg):
     """Every leaf field the config models declare, as dotted keys: RunConfig's own fields,
-    recursing into nested models, the mixer's Options and the task's Config."""
+    recursing into nested models, the mixer's Options and the task's Config.  Fields excluded
+    from dumps (``arch.kernels``: which code path runs, not which experiment) are left out."""
     from pydantic import BaseModel
 
     from models import get_mixer
@@ -219,6 +220,8 @@ def _declared_fields(cfg):
     def walk(model, prefix):
         out = set()
         for name, info in model.model_fields.items():
+            if info.exclude:
+                continue
             ann = info.annotation
             if isinstance(ann, type) and issubclass(ann, BaseModel):
                 out |= walk(ann, f"{prefix}{name}.")
@@ -362,6 +365,19 @@ def test_every_config_field_changes_the_ids_except_the_documented_exclusions(dat
     expected = {k for k, (task, _) in NORMALISED_AWAY.items() if task in (None, base.task.name)}
     assert unvaried == expected, f"found no other valid value for {sorted(unvaried - expected)}"
     assert base.task.preset is None
+
+
+def test_the_kernel_path_is_not_part_of_the_experiment(monkeypatch):
+    """``arch.kernels`` picks Triton or torch for the same function: the run id, and what is
+    stored as the run's config, are those of the run without it."""
+    monkeypatch.setenv("TRITON_INTERPRET", "1")  # so that triton is a valid choice on this CPU
+    base = parse_run_config(tiny_run(arch={"name": "fox"}))
+    for mode in ("torch", "triton", "auto"):
+        other = parse_run_config(tiny_run(arch={"name": "fox", "kernels": mode}))
+        assert other.arch.kernels == mode
+        assert run_id(other) == run_id(base) and other.model_dump(mode="json") == base.model_dump(mode="json")
+    with pytest.raises(UserError, match="arch.kernels: Input should be 'auto', 'torch' or 'triton'"):
+        parse_run_config(tiny_run(arch={"name": "fox", "kernels": "cuda"}))
 
 
 # -- error messages name the run, the file and the fix ---------------------------------

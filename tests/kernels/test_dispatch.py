@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+import warnings
 from types import SimpleNamespace
 
 import pytest
@@ -11,7 +12,7 @@ import torch
 
 import kernels
 import kernels.dispatch as dispatch
-from kernels.dispatch import Dispatch, check_inputs
+from kernels.dispatch import Dispatch, check_inputs, use_kernels
 
 
 def qkv(b=1, t=4, h=2, d=8):
@@ -69,14 +70,89 @@ def torch_path(*args):
     return "torch"
 
 
+def picked(d: Dispatch, q) -> str:
+    """What the picked function returns when called (the wrapped Triton path is a closure)."""
+    return d.pick(q)("a", "b")
+
+
+def triton_path(*args):
+    return "triton"
+
+
 def test_triton_on_cuda_when_triton_imports_else_the_torch_path(monkeypatch):
+    monkeypatch.delenv("ARCHBENCH_KERNELS", raising=False)
     cpu, cuda = SimpleNamespace(is_cuda=False), SimpleNamespace(is_cuda=True)
     monkeypatch.setattr(dispatch, "HAS_TRITON", True)
-    assert Dispatch("op", torch=torch_path, triton="posixpath:join").pick(cuda) is __import__("posixpath").join
+    assert picked(Dispatch("op", torch=torch_path, triton="posixpath:join"), cuda) == "a/b"
     assert Dispatch("op", torch=torch_path, triton="posixpath:join").pick(cpu) is torch_path
     assert Dispatch("op", torch=torch_path).pick(cuda) is torch_path  # an op without a Triton path
     assert Dispatch("op", torch=torch_path, triton="no_such_module_xyz:f").pick(cuda) is torch_path
-    assert Dispatch("op", torch=torch_path, triton=len).pick(cuda) is len
+    assert picked(Dispatch("op", torch=torch_path, triton=triton_path), cuda) == "triton"
     monkeypatch.setattr(dispatch, "HAS_TRITON", False)
     assert Dispatch("op", torch=torch_path, triton="posixpath:join").pick(cuda) is torch_path
-    assert Dispatch("op", torch=torch_path, triton=len).pick(cuda) is torch_path
+    assert Dispatch("op", torch=torch_path, triton=triton_path).pick(cuda) is torch_path
+
+
+class OutOfResources(Exception):
+    """Named like Triton's resource error (the dispatcher matches the class name, so that
+    importing this module needs no Triton)."""
+
+
+def test_auto_falls_back_to_torch_once_when_a_launch_does_not_fit(monkeypatch):
+    monkeypatch.delenv("ARCHBENCH_KERNELS", raising=False)
+    monkeypatch.setattr(dispatch, "HAS_TRITON", True)
+    cuda = SimpleNamespace(is_cuda=True)
+    calls = []
+
+    def too_big(*args):
+        calls.append(args)
+        raise OutOfResources("out of resource: shared memory, Required: 262144, Hardware limit: 232448")
+
+    d = Dispatch("op_fb", torch=torch_path, triton=too_big)
+    with pytest.warns(dispatch.KernelFallbackWarning, match=r"op_fb: the Triton kernel cannot launch .*262144"):
+        assert d.pick(cuda)("x") == "torch"
+    assert dispatch.paths_taken()["op_fb"] == "torch (fallback)"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one warning per op, not one per call
+        assert d.pick(cuda) is torch_path
+        assert d.pick(cuda)("x") == "torch"
+    assert len(calls) == 1  # Triton is not tried again
+    assert dispatch.paths_taken()["op_fb"] == "torch (fallback)"
+
+    def broken(*args):
+        raise RuntimeError("a bug, not a resource limit")
+
+    with pytest.raises(RuntimeError, match="a bug"):  # anything else is not hidden by a fallback
+        Dispatch("op_bug", torch=torch_path, triton=broken).pick(cuda)("x")
+
+
+def test_kernel_modes_from_the_environment_and_the_arch_option(monkeypatch):
+    monkeypatch.setattr(dispatch, "HAS_TRITON", True)
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    cpu, cuda = SimpleNamespace(is_cuda=False, device=SimpleNamespace(type="cpu")), SimpleNamespace(is_cuda=True)
+    d = Dispatch("op_mode", torch=torch_path, triton=triton_path)
+    monkeypatch.setenv("ARCHBENCH_KERNELS", "torch")
+    assert d.pick(cuda) is torch_path
+    assert dispatch.paths_taken()["op_mode"] == "torch"
+    monkeypatch.setenv("ARCHBENCH_KERNELS", "triton")
+    assert d.pick(cuda) is triton_path
+    assert dispatch.paths_taken()["op_mode"] == "triton"
+    with pytest.raises(dispatch.KernelPathError, match="needs CUDA tensors .*TRITON_INTERPRET=1"):
+        d.pick(cpu)
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert d.pick(cpu) is triton_path  # the interpreter runs the kernels on CPU tensors
+    with use_kernels("torch"):  # an architecture's option wins over the environment
+        assert d.pick(cuda) is torch_path
+        with use_kernels(None):
+            assert d.pick(cuda) is torch_path
+    assert d.pick(cuda) is triton_path
+    monkeypatch.setenv("ARCHBENCH_KERNELS", "fast")
+    with pytest.raises(ValueError, match="ARCHBENCH_KERNELS='fast' is not a kernel mode; use one of auto, torch, triton"):
+        d.pick(cuda)
+    with pytest.raises(ValueError, match="kernels='gpu' is not a kernel mode"):
+        with use_kernels("gpu"):
+            pass
+    monkeypatch.setenv("ARCHBENCH_KERNELS", "triton")
+    monkeypatch.setattr(dispatch, "HAS_TRITON", False)
+    with pytest.raises(dispatch.KernelPathError, match="Triton cannot be imported"):
+        Dispatch("op_none", torch=torch_path, triton="posixpath:join").pick(cuda)
