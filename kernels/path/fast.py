@@ -41,6 +41,7 @@ to the logits unscaled.
 from __future__ import annotations
 
 import math
+import threading
 
 import torch
 import torch.nn.functional as F
@@ -48,10 +49,74 @@ import torch.nn.functional as F
 from kernels.chunking import from_chunks, to_chunks
 
 
-def to_chunk_pairs(x: torch.Tensor, y: torch.Tensor, n_chunks: int, chunk: int) -> torch.Tensor:
+class Workspace:
+    """Buffers kept from one call to the next (no-grad calls only, one per thread).
+
+    A CPU tensor of a few MiB is a fresh ``mmap`` under glibc's default malloc, so an op that
+    allocates its temporaries anew on every call page-faults them in every time: the chunked
+    forward at T=1024 took ~2,600 minor faults per call in a plain script (about a fifth of
+    its time) and ~130 in the archbench CLI, which tunes malloc for the whole process
+    (:mod:`kernels.cpu_memory`).  A library cannot tune its user's process, so without
+    gradients the temporaries live here and are reused while the shapes repeat; a call at
+    another shape replaces them.  :func:`release_workspace` frees them.  With gradients every
+    intermediate is saved for the backward anyway and nothing is kept.
+    """
+
+    def __init__(self) -> None:
+        self.buffers: dict[str, torch.Tensor] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        buf = self.buffers.get(name)
+        if buf is None or buf.shape != shape or buf.dtype != like.dtype or buf.device != like.device:
+            buf = self.buffers[name] = torch.empty(shape, dtype=like.dtype, device=like.device)
+        return buf
+
+    @property
+    def nbytes(self) -> int:
+        return sum(b.numel() * b.element_size() for b in self.buffers.values())
+
+
+_local = threading.local()
+
+
+def workspace() -> Workspace:
+    """This thread's :class:`Workspace`."""
+    ws = getattr(_local, "ws", None)
+    if ws is None:
+        ws = _local.ws = Workspace()
+    return ws
+
+
+def release_workspace() -> None:
+    """Free this thread's kept buffers (the next no-grad call allocates them again)."""
+    _local.ws = None
+
+
+def _mm(a: torch.Tensor, b: torch.Tensor, ws: Workspace | None, name: str) -> torch.Tensor:
+    """``a @ b``, into the workspace buffer ``name`` when there is one."""
+    if ws is None:
+        return a @ b
+    shape = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
+    return torch.matmul(a, b, out=ws.get(name, tuple(shape), a))
+
+
+def to_chunk_pairs(x: torch.Tensor, y: torch.Tensor, n_chunks: int, chunk: int,
+                   out: torch.Tensor | None = None) -> torch.Tensor:
     """Two ``[B, T, H, D]`` tensors -> ``[B*H, N, 2C, D]`` holding chunk ``n`` of ``x`` then of
-    ``y`` (one copy)."""
+    ``y`` (one copy; into ``out`` when given)."""
     b, t, h, d = x.shape
+    if out is not None:
+        pairs = out.view(b, h, n_chunks, 2, chunk, d)
+        full, rem = divmod(t, chunk)
+        for i, src in enumerate((x, y)):
+            flat = pairs[:, :, :, i]                                   # [B, H, N, C, D] view
+            src_h = src.movedim(2, 1)                                  # [B, H, T, D]
+            if full:
+                flat[:, :, :full].copy_(src_h[:, :, :full * chunk].reshape(b, h, full, chunk, d))
+            if rem:
+                flat[:, :, full, :rem].copy_(src_h[:, :, full * chunk:])
+                flat[:, :, full, rem:].zero_()
+        return out
     xy = torch.stack([x, y], dim=1).permute(0, 3, 1, 2, 4)  # [B, H, 2, T, D]
     pad = n_chunks * chunk - t
     if pad:
@@ -60,47 +125,80 @@ def to_chunk_pairs(x: torch.Tensor, y: torch.Tensor, n_chunks: int, chunk: int) 
     return xy.reshape(b * h, n_chunks, 2 * chunk, d)
 
 
-def path_prep(q, k, w, beta, log_f, scale: float, chunk: int):
+def path_prep(q, k, w, beta, log_f, scale: float, chunk: int, ws: Workspace | None = None):
     """Intra-chunk part of PaTH, differentiable by autograd.
 
     Returns ``qh, kh`` (``[BH, N, C, D]``, ``qh`` already scaled), ``P`` (``[BH, N, D, D]``),
     ``s_diag`` (``[BH, N, C, C]`` intra-chunk logits incl. scale and gate, not yet masked)
-    and ``c`` (``[BH, N*C]`` cumulative log gate, or ``None``).
+    and ``c`` (``[BH, N*C]`` cumulative log gate, or ``None``).  With a :class:`Workspace`
+    (no-grad calls only) every large temporary and result lives in its buffers.
     """
     b, t, h, d = q.shape
     n = math.ceil(t / chunk)
+    bh = b * h
+
+    def buf(name: str, *shape: int) -> torch.Tensor | None:
+        return None if ws is None else ws.get(name, shape, q)
+
     # [w ; q] and [w ; k] chunk by chunk, each built with one copy: [BH, N, 2C, D]
-    wq = to_chunk_pairs(w, q * scale, n, chunk)
-    wk_rows = to_chunk_pairs(w, k, n, chunk)
+    qs = q * scale if ws is None else torch.mul(q, scale, out=buf("qs", b, t, h, d))
+    wq = to_chunk_pairs(w, qs, n, chunk, out=buf("wq", bh, n, 2 * chunk, d))
+    wk_rows = to_chunk_pairs(w, k, n, chunk, out=buf("wk", bh, n, 2 * chunk, d))
     wc, qc = wq.split(chunk, dim=-2)
     kc = wk_rows[..., chunk:, :]
     bc = to_chunks(beta, n, chunk)  # [BH, N, C]; padding has beta = 0 -> H = I
 
     # one matmul gives W W^T, W K^T, Q W^T and Q K^T
-    gram = wq @ wk_rows.mT  # [BH, N, 2C, 2C]
+    gram = _mm(wq, wk_rows.mT, ws, "gram")  # [BH, N, 2C, 2C]
     # (split rather than slice: its backward is one cat, not a zero-filled buffer per slice)
     top, bottom = gram.split(chunk, dim=-2)
     ww, wk = top.split(chunk, dim=-1)
     qw, qk = bottom.split(chunk, dim=-1)
     # A = (I + strict_tril(diag(beta) W W^T))^{-1} diag(beta): one unit-triangular solve
     # per chunk (with unitriangular=True the diagonal of the matrix is never read)
-    a = torch.linalg.solve_triangular(ww * bc[..., :, None], torch.diag_embed(bc), upper=False,
-                                      unitriangular=True)
+    if ws is None:
+        a = torch.linalg.solve_triangular(ww * bc[..., :, None], torch.diag_embed(bc), upper=False,
+                                          unitriangular=True)
+    else:
+        diag = buf("diag", bh, n, chunk, chunk).zero_()
+        diag.diagonal(dim1=-2, dim2=-1).copy_(bc)
+        a = torch.linalg.solve_triangular(torch.mul(ww, bc[..., :, None], out=buf("wwb", bh, n, chunk, chunk)),
+                                          diag, upper=False, unitriangular=True, out=buf("a", bh, n, chunk, chunk))
     # X = [A W | A wk];  [tril(Q W^T) ; W^T] X gives every correction term at once
-    x = a @ torch.cat([wc, torch.tril(wk, -1)], dim=-1)            # wk: (w_r . k_j), r > j
-    z_q, z_w = (torch.cat([torch.tril(qw), wc.mT], dim=-2) @ x).split([chunk, d], dim=-2)
-    qa_w, qa_wk = z_q.split([d, chunk], dim=-1)                    # qw: (q_i . w_s), s <= i
+    if ws is None:
+        rhs = torch.cat([wc, torch.tril(wk, -1)], dim=-1)           # wk: (w_r . k_j), r > j
+        lhs = torch.cat([torch.tril(qw), wc.mT], dim=-2)            # qw: (q_i . w_s), s <= i
+    else:
+        rhs = buf("rhs", bh, n, chunk, d + chunk)
+        rhs[..., :d].copy_(wc)
+        rhs[..., d:].copy_(wk).tril_(-1)
+        lhs = buf("lhs", bh, n, chunk + d, chunk)
+        lhs[..., :chunk, :].copy_(qw).tril_()
+        lhs[..., chunk:, :].copy_(wc.mT)
+    x = _mm(a, rhs, ws, "x")
+    z_q, z_w = _mm(lhs, x, ws, "z").split([chunk, d], dim=-2)
+    qa_w, qa_wk = z_q.split([d, chunk], dim=-1)
     wt_aw, wt_awk = z_w.split([d, chunk], dim=-1)
-    qh = qc - qa_w
-    s_diag = qk - qa_wk
-    p_mat = torch.eye(d, dtype=q.dtype, device=q.device) - wt_aw
-    kh = kc - wt_awk.mT
+    eye = torch.eye(d, dtype=q.dtype, device=q.device)
+    if ws is None:
+        qh = qc - qa_w
+        s_diag = qk - qa_wk
+        p_mat = eye - wt_aw
+        kh = kc - wt_awk.mT
+    else:
+        qh = torch.sub(qc, qa_w, out=buf("qh", bh, n, chunk, d))
+        s_diag = torch.sub(qk, qa_wk, out=buf("s_diag", bh, n, chunk, chunk))
+        p_mat = torch.sub(eye, wt_aw, out=buf("p_mat", bh, n, d, d))
+        kh = torch.sub(kc, wt_awk.mT, out=buf("kh", bh, n, chunk, d))
 
     c = None
     if log_f is not None:
         c = to_chunks(log_f, n, chunk).reshape(b * h, n * chunk).cumsum(-1)
         cc = c.reshape(b * h, n, chunk)
-        s_diag = s_diag + (cc[..., :, None] - cc[..., None, :])
+        if ws is None:
+            s_diag = s_diag + (cc[..., :, None] - cc[..., None, :])
+        else:  # the difference first, as above: c is large where the gate has decayed far
+            s_diag.add_(torch.sub(cc[..., :, None], cc[..., None, :], out=buf("gate", bh, n, chunk, chunk)))
     return qh, kh, p_mat, s_diag, c
 
 
@@ -142,68 +240,16 @@ class _PathCore(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, qh, kh, p_mat, s_diag, v, c, tile_rows):
-        bh, n, chunk, d = qh.shape
-        dv = v.shape[-1]
-        tp = n * chunk
-        mask = _causal_mask(chunk, qh.device)
-        s_diag = s_diag.masked_fill(~mask, float("-inf"))
-
-        # diagonal blocks start the online softmax for every row at once
-        m = s_diag.amax(-1)
-        p = torch.exp(s_diag - m[..., None])
-        l = p.sum(-1).reshape(bh, tp)
-        acc = (p @ v).reshape(bh, tp, dv)
-        m = m.reshape(bh, tp)
-
-        # With gradients every G lives in one packed buffer (saved for backward); without,
-        # two buffers alternate.
         save_g = any(ctx.needs_input_grad)
-        tiles, total = _schedule(n, chunk, tile_rows)
-        tile_len = max(a1 - a0 for a0, a1, _ in tiles) * chunk
+        out, saved = core_forward(qh, kh, p_mat, s_diag, v, c, tile_rows, save_g=save_g)
         if save_g:
-            gbuf = qh.new_empty(bh, total, d)
-        else:
-            pingpong = [qh.new_empty(bh, tile_len, d), qh.new_empty(bh, tile_len, d)]
-        for a0, a1, steps in tiles:
-            r1 = a1 * chunk
-            for i, (blk, lo, off) in enumerate(steps):
-                r0 = lo * chunk
-                if i == 0:
-                    g = qh[:, a1 - 1]
-                    if save_g:
-                        gbuf[:, off: off + chunk] = g
-                s = g @ kh[:, blk].mT                      # [BH, R, C] logits of key chunk blk
-                if blk > 0:
-                    # G for key chunk blk-1: [qh_blk ; G P_blk] (qh_blk only if in the tile)
-                    _, lo2, off2 = steps[i + 1]
-                    rows2 = r1 - lo2 * chunk
-                    g_next = (gbuf[:, off2: off2 + rows2] if save_g
-                              else pingpong[i % 2][:, :rows2])
-                    if lo2 < lo:
-                        g_next[:, :chunk] = qh[:, blk]
-                    torch.matmul(g, p_mat[:, blk], out=g_next[:, rows2 - (r1 - r0):])
-                if c is not None:
-                    s += c[:, r0:r1, None] - c[:, None, blk * chunk: (blk + 1) * chunk]
-                m_old = m[:, r0:r1]
-                m_new = torch.maximum(m_old, s.amax(-1))
-                alpha = (m_old - m_new).exp_()
-                m_old.copy_(m_new)
-                p = s.sub_(m_new[..., None]).exp_()
-                l[:, r0:r1].mul_(alpha).add_(p.sum(-1))
-                acc[:, r0:r1].mul_(alpha[..., None]).baddbmm_(p, v[:, blk])
-                if blk > 0:
-                    g = g_next
-
-        out = acc.div_(l[..., None])
-        lse = m.add_(torch.log(l))
-        if save_g:
-            ctx.save_for_backward(kh, p_mat, s_diag, v, c, out, lse, gbuf)
+            ctx.save_for_backward(kh, p_mat, *saved, v, c, out.reshape(kh.shape[0], -1, v.shape[-1]))
             ctx.tile_rows = tile_rows
-        return out.reshape(bh, n, chunk, dv)
+        return out
 
     @staticmethod
     def backward(ctx, d_out):
-        kh, p_mat, s_diag, v, c, out, lse, gbuf = ctx.saved_tensors
+        kh, p_mat, s_diag, lse, gbuf, v, c, out = ctx.saved_tensors
         bh, n, chunk, d = kh.shape
         dv = v.shape[-1]
         tp = n * chunk
@@ -259,6 +305,72 @@ class _PathCore(torch.autograd.Function):
         return d_qh, d_kh, d_p, ds_diag, d_v, d_c, None
 
 
+def core_forward(qh, kh, p_mat, s_diag, v, c, tile_rows: int, *, save_g: bool = False,
+                 ws: Workspace | None = None):
+    """The inter-chunk walk of :class:`_PathCore` (see the module docstring): returns the output
+    ``[BH, N, C, Dv]`` and, with ``save_g``, ``(masked s_diag, lse, gbuf)`` for the backward.
+    With a :class:`Workspace` (no gradients) the temporaries are its buffers and ``s_diag``
+    (itself a workspace buffer then) is masked in place; the output is always a new tensor."""
+    bh, n, chunk, d = qh.shape
+    dv = v.shape[-1]
+    tp = n * chunk
+    mask = _causal_mask(chunk, qh.device)
+    s_diag = s_diag.masked_fill(~mask, float("-inf")) if ws is None else s_diag.masked_fill_(~mask, float("-inf"))
+
+    def buf(name: str, *shape: int) -> torch.Tensor:
+        return qh.new_empty(shape) if ws is None else ws.get(name, shape, qh)
+
+    # diagonal blocks start the online softmax for every row at once
+    m = s_diag.amax(-1)
+    p = torch.sub(s_diag, m[..., None], out=buf("p_diag", bh, n, chunk, chunk)).exp_()
+    l = p.sum(-1).reshape(bh, tp)
+    acc = (p @ v).reshape(bh, tp, dv)
+    m = m.reshape(bh, tp)
+
+    # With gradients every G lives in one packed buffer (saved for backward); without,
+    # two buffers alternate.
+    tiles, total = _schedule(n, chunk, tile_rows)
+    tile_len = max(a1 - a0 for a0, a1, _ in tiles) * chunk
+    if save_g:
+        gbuf = qh.new_empty(bh, total, d)
+    else:
+        pingpong = [buf("g0", bh, tile_len, d), buf("g1", bh, tile_len, d)]
+    s_flat = buf("s", bh * tile_len * chunk)
+    for a0, a1, steps in tiles:
+        r1 = a1 * chunk
+        for i, (blk, lo, off) in enumerate(steps):
+            r0 = lo * chunk
+            if i == 0:
+                g = qh[:, a1 - 1]
+                if save_g:
+                    gbuf[:, off: off + chunk] = g
+            s = torch.matmul(g, kh[:, blk].mT, out=s_flat[: bh * (r1 - r0) * chunk].view(bh, r1 - r0, chunk))
+            if blk > 0:
+                # G for key chunk blk-1: [qh_blk ; G P_blk] (qh_blk only if in the tile)
+                _, lo2, off2 = steps[i + 1]
+                rows2 = r1 - lo2 * chunk
+                g_next = (gbuf[:, off2: off2 + rows2] if save_g
+                          else pingpong[i % 2][:, :rows2])
+                if lo2 < lo:
+                    g_next[:, :chunk] = qh[:, blk]
+                torch.matmul(g, p_mat[:, blk], out=g_next[:, rows2 - (r1 - r0):])
+            if c is not None:
+                s += c[:, r0:r1, None] - c[:, None, blk * chunk: (blk + 1) * chunk]
+            m_old = m[:, r0:r1]
+            m_new = torch.maximum(m_old, s.amax(-1))
+            alpha = (m_old - m_new).exp_()
+            m_old.copy_(m_new)
+            p = s.sub_(m_new[..., None]).exp_()
+            l[:, r0:r1].mul_(alpha).add_(p.sum(-1))
+            acc[:, r0:r1].mul_(alpha[..., None]).baddbmm_(p, v[:, blk])
+            if blk > 0:
+                g = g_next
+
+    out = acc.div_(l[..., None])
+    lse = m.add_(torch.log(l))
+    return out.reshape(bh, n, chunk, dv), ((s_diag, lse, gbuf) if save_g else ())
+
+
 def path_attention_fast(q, k, v, w, beta, log_f=None, scale=None, chunk_size: int = 64,
                         tile_rows: int = 1024):
     """Chunked PaTH attention; ``[B, T, H, D]`` in and out (see the module docstring).
@@ -275,6 +387,12 @@ def path_attention_fast(q, k, v, w, beta, log_f=None, scale=None, chunk_size: in
         log_f = log_f.float() if log_f is not None else None
     chunk = max(1, min(chunk_size, t))
     n = math.ceil(t / chunk)
-    qh, kh, p_mat, s_diag, c = path_prep(q, k, w, beta, log_f, scale, chunk)
-    out = _PathCore.apply(qh, kh, p_mat, s_diag, to_chunks(v, n, chunk), c, tile_rows)
+    grad = torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in (q, k, v, w, beta, log_f))
+    ws = None if grad else workspace()
+    qh, kh, p_mat, s_diag, c = path_prep(q, k, w, beta, log_f, scale, chunk, ws)
+    v_c = to_chunks(v, n, chunk)
+    if ws is None:
+        out = _PathCore.apply(qh, kh, p_mat, s_diag, v_c, c, tile_rows)
+    else:
+        out, _ = core_forward(qh, kh, p_mat, s_diag, v_c, c, tile_rows, ws=ws)
     return from_chunks(out, b, t, h).to(in_dtype)
