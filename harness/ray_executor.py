@@ -36,8 +36,8 @@ from harness.errors import UserError
 from harness.store import Store
 from harness.train import RunResult
 
-_PASS_ENV = ("ARCHBENCH_PLUGINS", "ARCHBENCH_HEARTBEAT_S", "ARCHBENCH_STALE_AFTER_S", "ARCHBENCH_DB_RETRY_S",
-             "ARCHBENCH_SLOWDOWN")
+_PASS_ENV = ("ARCHBENCH_PLUGINS", "ARCHBENCH_KERNELS", "ARCHBENCH_HEARTBEAT_S", "ARCHBENCH_STALE_AFTER_S",
+             "ARCHBENCH_DB_RETRY_S", "ARCHBENCH_SLOWDOWN")
 
 
 @dataclass(frozen=True)
