@@ -119,11 +119,17 @@ _INTERPRET = triton.Config({}, num_warps=4, num_stages=1)
 
 @tuned(_fwd_configs, interpret=_INTERPRET, key=["C", "BD"])
 @triton.jit
-def _path_fwd(qh, kh, w, w2, sd, v, c, o, lse, N, D,
+def _path_fwd(qh, kh, w, w2, sd, v, c, o, lse, N, D: tl.constexpr,
               C: tl.constexpr, BD: tl.constexpr, HAS_GATE: tl.constexpr, PREC: tl.constexpr):
     a = tl.num_programs(0) - 1 - tl.program_id(0)  # longest rows first
     bh = tl.program_id(1).to(tl.int64)
     ty = qh.dtype.element_ty
+    qh = tl.multiple_of(qh, 16)
+    kh = tl.multiple_of(kh, 16)
+    w = tl.multiple_of(w, 16)
+    w2 = tl.multiple_of(w2, 16)
+    v = tl.multiple_of(v, 16)
+    o = tl.multiple_of(o, 16)
     rc = tl.arange(0, C)
     rd = tl.arange(0, BD)
     cd = rc[:, None] * D + rd[None, :]
@@ -168,7 +174,7 @@ def _path_fwd(qh, kh, w, w2, sd, v, c, o, lse, N, D,
 
 @tuned(_dq_configs, interpret=_INTERPRET, key=["C", "BD"])
 @triton.jit
-def _path_bwd_dq(qh, kh, w, w2, v, c, do, lse, delta, gs, ls, dqh, dcr, N, D,
+def _path_bwd_dq(qh, kh, w, w2, v, c, do, lse, delta, gs, ls, dqh, dcr, N, D: tl.constexpr,
                  C: tl.constexpr, BD: tl.constexpr, HAS_GATE: tl.constexpr, PREC: tl.constexpr):
     a = tl.num_programs(0) - 1 - tl.program_id(0)
     bh = tl.program_id(1).to(tl.int64)
@@ -211,9 +217,9 @@ def _path_bwd_dq(qh, kh, w, w2, v, c, do, lse, delta, gs, ls, dqh, dcr, N, D,
             w2b = tl.load(w2 + off + cd, mask=m_cd, other=0.0)
             z = tl.dot(dgl, tl.trans(w2b), input_precision=PREC)
             dg = dg - tl.dot(z.to(ty), wb, input_precision=PREC)
-        g = tl.load(gs + pairs + b * C * D + cd, mask=m_cd, other=0.0)
+        gb = tl.load(gs + pairs + b * C * D + cd, mask=m_cd, other=0.0)
         kb = tl.load(kh + off + cd, mask=m_cd, other=0.0)
-        s = tl.dot(g, tl.trans(kb), input_precision=PREC)
+        s = tl.dot(gb, tl.trans(kb), input_precision=PREC)
         if HAS_GATE:
             s += c_row[:, None] - tl.load(c + (bh * N + b) * C + rc)[None, :]
         p = tl.exp(s - lse_a[:, None])
@@ -229,7 +235,7 @@ def _path_bwd_dq(qh, kh, w, w2, v, c, do, lse, delta, gs, ls, dqh, dcr, N, D,
 
 @tuned(_dk_configs, interpret=_INTERPRET, key=["C", "BD"])
 @triton.jit
-def _path_bwd_dk(kh, w, w2, sd, v, c, do, lse, delta, gs, ls, dkh, dw, dw2, dsd, dv, dcc, N, D,
+def _path_bwd_dk(kh, w, w2, sd, v, c, do, lse, delta, gs, ls, dkh, dw, dw2, dsd, dv, dcc, N, D: tl.constexpr,
                  C: tl.constexpr, BD: tl.constexpr, HAS_GATE: tl.constexpr, PREC: tl.constexpr):
     b = tl.program_id(0)
     bh = tl.program_id(1).to(tl.int64)
@@ -298,7 +304,7 @@ def _forward_core(qh, kh, wc, w2, sd, vc, c, prec):
     lse = torch.empty(bh, n * chunk, device=qh.device, dtype=torch.float32)
     has_gate = c is not None
     with on_device(qh):
-        _path_fwd[(n, bh)](qh, kh, wc, w2, sd, vc, c if has_gate else lse, out, lse, n, d,
+        _path_fwd[(n, bh)](qh, kh, wc, w2, sd, vc, c if has_gate else lse, out, lse, n, D=d,
                            C=chunk, BD=pow2_block(d), HAS_GATE=has_gate, PREC=prec)
     return out, lse
 
@@ -328,11 +334,11 @@ def _backward_core(qh, kh, wc, w2, sd, vc, c, do, lse, delta, prec):
             m = sl.stop - sl.start
             cg = c[sl] if has_gate else lse[sl]
             _path_bwd_dq[(n, m)](qh[sl], kh[sl], wc[sl], w2[sl], vc[sl], cg, do[sl], lse[sl], delta[sl],
-                                 gs, ls, d_qh[sl], d_cr[sl] if has_gate else lse[sl], n, d,
+                                 gs, ls, d_qh[sl], d_cr[sl] if has_gate else lse[sl], n, D=d,
                                  C=chunk, BD=bd, HAS_GATE=has_gate, PREC=prec)
             _path_bwd_dk[(n, m)](kh[sl], wc[sl], w2[sl], sd[sl], vc[sl], cg, do[sl], lse[sl], delta[sl],
                                  gs, ls, d_kh[sl], d_w[sl], d_w2[sl], d_sd[sl], d_v[sl],
-                                 d_cc[sl] if has_gate else lse[sl], n, d,
+                                 d_cc[sl] if has_gate else lse[sl], n, D=d,
                                  C=chunk, BD=bd, HAS_GATE=has_gate, PREC=prec)
     d_c = d_cr + d_cc if has_gate else None
     return d_qh, d_kh, d_w, d_w2, d_sd, d_v, d_c
@@ -448,7 +454,7 @@ def compile_launches(cc: int, dtype: torch.dtype, head_dim: int) -> list[KernelL
              dict(kh=dtype, w=dtype, w2=dtype, sd=f32, v=dtype, c=f32, do=dtype, lse=f32, delta=f32,
                   gs=dtype, ls=dtype, dkh=f32, dw=f32, dw2=f32, dsd=f32, dv=f32, dcc=f32)),
         ):
-            const = dict(C=chunk, BD=bd, HAS_GATE=has_gate, PREC=prec)
+            const = dict(D=head_dim, C=chunk, BD=bd, HAS_GATE=has_gate, PREC=prec)
             args = {**{k: torch.empty(0, dtype=v, device="meta") for k, v in ptrs.items()}, **const, **meta}
             out += launches_for(name, fn, cfg, cc, args, pointers=ptrs, constexprs=const)
     return out
