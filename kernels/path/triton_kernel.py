@@ -11,7 +11,8 @@ query chunk ``a`` against key chunk ``b < a`` are ``g_b^(a) kh_b^T`` with
 
 * torch (:func:`kernels.path.wy_prep.wy_prep`, autograd): the intra-chunk preparation,
   ``O(T C D)`` batched matmuls and one ``C x C`` unit-triangular solve per chunk (cuBLAS /
-  cuSOLVER-backed batched ops; a Triton version is not written yet).  It returns ``qh, kh``,
+  cuSOLVER-backed batched ops, a small share of the work next to the ``O(T^2 C)``
+  inter-chunk part; a Triton version is not written yet).  It returns ``qh, kh``,
   ``W``, ``W2 = A W`` and the intra-chunk logits; the ``D x D`` matrix ``P_b`` is never formed.
 * Triton, forward (``_path_fwd``, one program per (query chunk ``a``, batch-head)): a
   FlashAttention-style online softmax over key chunks ``a, a-1, ..., 0``; the query block
@@ -24,18 +25,22 @@ query chunk ``a`` against key chunk ``b < a`` are ``g_b^(a) kh_b^T`` with
     ``dg <- dg P_b^T + dS_ab kh_b`` (``dg P_b^T = dg - (dg W2_b^T) W_b``), writing the
     accumulator that enters chunk ``b`` (``lambda_b^(a)``, the gradient of ``g_{b-1}^(a)``)
     into a second scratch ``L``.  Ends with ``dqh_a = dg`` and the gate's row term.
-  - ``_path_bwd_dk`` (one program per key chunk ``b``): the diagonal block, then for
-    ``a = b+1 .. N-1`` in order reads ``G[a, b]`` and ``L[a, b]`` and sums ``dv_b``, ``dkh_b``,
-    the gate's column term, and the low-rank projections of
-    ``dP_b = sum_a g_b^(a)T lambda_b^(a)``: ``W_b dP_b`` and ``W2_b dP_b^T`` (``[C, D]``), which
-    give ``dW2_b = -W_b dP_b`` and ``dW_b = -W2_b dP_b^T`` (the rest through torch autograd
-    of the preparation).
+  - ``_path_bwd_dk`` (one program per key chunk ``b``, launched twice): ``PART=0`` does the
+    diagonal block, then for ``a = b+1 .. N-1`` in order reads ``G[a, b]`` and sums ``dv_b``,
+    ``dkh_b`` and the gate's column term; ``PART=1`` reads ``G[a, b]`` and ``L[a, b]`` and sums
+    the low-rank projections of ``dP_b = sum_a g_b^(a)T lambda_b^(a)``: ``W_b dP_b`` and
+    ``W2_b dP_b^T`` (``[C, D]``), giving ``dW2_b = -W_b dP_b`` and ``dW_b = -W2_b dP_b^T``
+    (the rest, through ``A`` to ``w`` and ``beta``, by torch autograd of the preparation).
+    Two launches so that each program holds two ``[C, D]`` fp32 accumulators, not four.
+
+  Every sum runs in a fixed order inside one program and every output element is written
+  by exactly one program: the backward is bit-reproducible (the tests check it).
 
   The preparation is recomputed in the backward (activation checkpointing of the cheap
   part), so the forward saves only its inputs, its output and the row log-sum-exp.
 
 **Memory** (``B`` batch, ``H`` heads, ``T`` positions, ``e`` bytes per input element,
-``f`` = 1 with ``log_f`` else 0, ``N = ceil(T / C)``):
+``f`` = 1 with ``log_f`` else 0, ``C`` the backward chunk, ``N = ceil(T / C)``):
 
 * saved by the forward for the backward: ``B H T ((5 D + 1 + f) e + 4)`` bytes --
   ``q, k, v, w`` (``4 D``), ``beta`` (1), ``log_f`` (``f``), the output (``D``) and the fp32
@@ -52,10 +57,15 @@ cores); the running query block ``g``, the softmax state, ``acc`` and every grad
 accumulator are fp32.  fp32 inputs: everything fp32 with IEEE-fp32 ``tl.dot`` (TF32 only if
 ``torch.backends.cuda.matmul.allow_tf32`` is set).  The preparation runs in fp32.
 
-**Configs.**  Chunk size ``C`` (the tile) is chosen per (dtype, head dim), separately for the
-forward and the backward (they need not match: the forward saves nothing chunk-shaped);
-``num_warps``/``num_stages`` come from :func:`kernels.triton_utils.tuned` per target, and
-:func:`compile_launches` lists every (kernel, config) for the offline compile check.
+**Configs.**  The tile is the chunk: ``C`` and ``num_warps`` per kernel come from ``_TABLE``
+per (fp16/bf16 or fp32, head dim padded to a power of two), chosen so that every launch
+compiles for sm80 and sm90 within the shared-memory limit and without register spills
+(``python -m kernels.compile_targets --ops path``).  Forward and backward chunks are chosen
+separately (the forward saves nothing chunk-shaped): fp16/bf16 forward 64/64/32/16 and
+backward 64/32/32/32 for head dims 16/32/64/128; fp32 forward 64/32/16/16 and backward
+32/32/16/16.  A smaller user ``chunk_size`` or a short sequence only lowers them.  One config
+per target (``tuned`` is kept so that a GPU run could add candidates); ``num_stages=1``.
+:func:`compile_launches` lists the four launches (forward, dq, dk, dW).
 """
 
 from __future__ import annotations
@@ -85,31 +95,46 @@ def _low(dtype: torch.dtype) -> bool:
     return dtype in (torch.float16, torch.bfloat16)
 
 
+# Per (low precision?, padded head dim): the forward chunk and warps, the backward chunk, and
+# the warps of dq / dk (PART 0) / dW (PART 1).  Chosen so that every launch compiles for sm80
+# and sm90 without spills (see ``python -m kernels.compile_targets --ops path``): the big fp32
+# tiles and D = 128 need small chunks.
+_TABLE = {
+    (True, 16): dict(fwd=(64, 4), bwd=64, dq=4, dk=8, dw=8),
+    (True, 32): dict(fwd=(64, 4), bwd=32, dq=4, dk=4, dw=4),
+    (True, 64): dict(fwd=(32, 8), bwd=32, dq=8, dk=8, dw=8),
+    (True, 128): dict(fwd=(16, 8), bwd=32, dq=8, dk=8, dw=8),
+    (False, 16): dict(fwd=(64, 8), bwd=32, dq=8, dk=8, dw=8),
+    (False, 32): dict(fwd=(32, 8), bwd=32, dq=4, dk=8, dw=8),
+    (False, 64): dict(fwd=(16, 8), bwd=16, dq=4, dk=8, dw=8),
+    (False, 128): dict(fwd=(16, 8), bwd=16, dq=8, dk=8, dw=4),
+}
+
+
+def _entry(dtype: torch.dtype, bd: int) -> dict:
+    return _TABLE[(_low(dtype), max(16, bd))]
+
+
 def chunk_sizes(dtype: torch.dtype, bd: int) -> tuple[int, int]:
     """Largest ``(forward, backward)`` chunk for a dtype and padded head dim (a user's
     ``chunk_size`` and short sequences can only make them smaller)."""
-    if _low(dtype):
-        return (64, 64) if bd <= 64 else (64, 32)
-    return (64, 32) if bd <= 32 else (32, 32) if bd <= 64 else (32, 16)
-
-
-def _warps(c: int, bd: int) -> int:
-    return 4 if c * bd <= 64 * 32 else 8
+    e = _entry(dtype, bd)
+    return e["fwd"][0], e["bwd"]
 
 
 def _fwd_configs(cc, args):
-    c, bd = args["C"], args["BD"]
-    return [triton.Config({}, num_warps=_warps(c, bd), num_stages=2 if cc >= 90 else 1)]
+    e = _entry(args["qh"].dtype, args["BD"])
+    return [triton.Config({}, num_warps=e["fwd"][1], num_stages=1)]
 
 
 def _dq_configs(cc, args):
-    c, bd = args["C"], args["BD"]
-    return [triton.Config({}, num_warps=_warps(c, bd), num_stages=1)]
+    e = _entry(args["qh"].dtype, args["BD"])
+    return [triton.Config({}, num_warps=e["dq"], num_stages=1)]
 
 
 def _dk_configs(cc, args):
-    c, bd = args["C"], args["BD"]
-    return [triton.Config({}, num_warps=_warps(c, bd) if c * bd <= 32 * 64 else 8, num_stages=1)]
+    e = _entry(args["kh"].dtype, args["BD"])
+    return [triton.Config({}, num_warps=e["dw" if args["PART"] else "dk"], num_stages=1)]
 
 
 _INTERPRET = triton.Config({}, num_warps=4, num_stages=1)
@@ -233,10 +258,14 @@ def _path_bwd_dq(qh, kh, w, w2, v, c, do, lse, delta, gs, ls, dqh, dcr, N, D: tl
         tl.store(dcr + (bh * N + a) * C + rc, dc_row)
 
 
-@tuned(_dk_configs, interpret=_INTERPRET, key=["C", "BD"])
+@tuned(_dk_configs, interpret=_INTERPRET, key=["C", "BD", "PART"])
 @triton.jit
 def _path_bwd_dk(kh, w, w2, sd, v, c, do, lse, delta, gs, ls, dkh, dw, dw2, dsd, dv, dcc, N, D: tl.constexpr,
-                 C: tl.constexpr, BD: tl.constexpr, HAS_GATE: tl.constexpr, PREC: tl.constexpr):
+                 C: tl.constexpr, BD: tl.constexpr, HAS_GATE: tl.constexpr, PREC: tl.constexpr,
+                 PART: tl.constexpr):
+    """One program per key chunk ``b``.  ``PART == 0``: ``dv_b``, ``dkh_b``, the diagonal
+    block's ``dS`` and the gate's column term; ``PART == 1``: ``dW_b`` and ``dW2_b`` (two
+    launches so that each holds two ``[C, D]`` accumulators, not four)."""
     b = tl.program_id(0)
     bh = tl.program_id(1).to(tl.int64)
     ty = kh.dtype.element_ty
@@ -246,54 +275,56 @@ def _path_bwd_dk(kh, w, w2, sd, v, c, do, lse, delta, gs, ls, dkh, dw, dw2, dsd,
     m_cd = (rd < D)[None, :]
     base = bh * N * C * D
     off = base + b * C * D
-    kb = tl.load(kh + off + cd, mask=m_cd, other=0.0)
-    vb = tl.load(v + off + cd, mask=m_cd, other=0.0)
-
-    # diagonal block: its logits came from the preparation
-    do_b = tl.load(do + off + cd, mask=m_cd, other=0.0)
-    lse_b = tl.load(lse + (bh * N + b) * C + rc)
-    delta_b = tl.load(delta + (bh * N + b) * C + rc)
-    s = tl.load(sd + (bh * N + b) * C * C + rc[:, None] * C + rc[None, :])
-    p = tl.where(rc[:, None] >= rc[None, :], tl.exp(s - lse_b[:, None]), 0.0)
-    ds = p * (tl.dot(do_b, tl.trans(vb), input_precision=PREC) - delta_b[:, None])
-    tl.store(dsd + (bh * N + b) * C * C + rc[:, None] * C + rc[None, :], ds)
-    d_v = tl.dot(tl.trans(p.to(ty)), do_b, input_precision=PREC)
-
-    d_k = tl.zeros([C, BD], dtype=tl.float32)
-    wdp = tl.zeros([C, BD], dtype=tl.float32)   # W_b dP_b
-    w2dpt = tl.zeros([C, BD], dtype=tl.float32)  # W2_b dP_b^T
-    dc_col = tl.zeros([C], dtype=tl.float32)
-    if HAS_GATE:
-        c_col = tl.load(c + (bh * N + b) * C + rc)
-    wb = tl.load(w + off + cd, mask=m_cd, other=0.0)
-    w2b = tl.load(w2 + off + cd, mask=m_cd, other=0.0)
-    for a in range(b + 1, N):
-        pair = (bh * (N * (N - 1) // 2) + a * (a - 1) // 2 + b) * C * D
-        g = tl.load(gs + pair + cd, mask=m_cd, other=0.0)
-        do_a = tl.load(do + base + a * C * D + cd, mask=m_cd, other=0.0)
-        lse_a = tl.load(lse + (bh * N + a) * C + rc)
-        delta_a = tl.load(delta + (bh * N + a) * C + rc)
-        s = tl.dot(g, tl.trans(kb), input_precision=PREC)
+    if PART == 0:
+        kb = tl.load(kh + off + cd, mask=m_cd, other=0.0)
+        vb = tl.load(v + off + cd, mask=m_cd, other=0.0)
+        # diagonal block: its logits came from the preparation
+        do_b = tl.load(do + off + cd, mask=m_cd, other=0.0)
+        lse_b = tl.load(lse + (bh * N + b) * C + rc)
+        delta_b = tl.load(delta + (bh * N + b) * C + rc)
+        s = tl.load(sd + (bh * N + b) * C * C + rc[:, None] * C + rc[None, :])
+        p = tl.where(rc[:, None] >= rc[None, :], tl.exp(s - lse_b[:, None]), 0.0)
+        ds = p * (tl.dot(do_b, tl.trans(vb), input_precision=PREC) - delta_b[:, None])
+        tl.store(dsd + (bh * N + b) * C * C + rc[:, None] * C + rc[None, :], ds)
+        d_v = tl.dot(tl.trans(p.to(ty)), do_b, input_precision=PREC)
+        d_k = tl.zeros([C, BD], dtype=tl.float32)
+        dc_col = tl.zeros([C], dtype=tl.float32)
         if HAS_GATE:
-            s += tl.load(c + (bh * N + a) * C + rc)[:, None] - c_col[None, :]
-        p = tl.exp(s - lse_a[:, None])
-        d_v += tl.dot(tl.trans(p.to(ty)), do_a, input_precision=PREC)
-        ds = p * (tl.dot(do_a, tl.trans(vb), input_precision=PREC) - delta_a[:, None])
-        d_k += tl.dot(tl.trans(ds.to(ty)), g, input_precision=PREC)
-        dc_col -= tl.sum(ds, 0)
-        if b > 0:
+            c_col = tl.load(c + (bh * N + b) * C + rc)
+        for a in range(b + 1, N):
+            pair = (bh * (N * (N - 1) // 2) + a * (a - 1) // 2 + b) * C * D
+            g = tl.load(gs + pair + cd, mask=m_cd, other=0.0)
+            do_a = tl.load(do + base + a * C * D + cd, mask=m_cd, other=0.0)
+            lse_a = tl.load(lse + (bh * N + a) * C + rc)
+            delta_a = tl.load(delta + (bh * N + a) * C + rc)
+            s = tl.dot(g, tl.trans(kb), input_precision=PREC)
+            if HAS_GATE:
+                s += tl.load(c + (bh * N + a) * C + rc)[:, None] - c_col[None, :]
+            p = tl.exp(s - lse_a[:, None])
+            d_v += tl.dot(tl.trans(p.to(ty)), do_a, input_precision=PREC)
+            ds = p * (tl.dot(do_a, tl.trans(vb), input_precision=PREC) - delta_a[:, None])
+            d_k += tl.dot(tl.trans(ds.to(ty)), g, input_precision=PREC)
+            dc_col -= tl.sum(ds, 0)
+        tl.store(dkh + off + cd, d_k, mask=m_cd)
+        tl.store(dv + off + cd, d_v, mask=m_cd)
+        if HAS_GATE:
+            tl.store(dcc + (bh * N + b) * C + rc, dc_col)
+    else:
+        wb = tl.load(w + off + cd, mask=m_cd, other=0.0)
+        w2b = tl.load(w2 + off + cd, mask=m_cd, other=0.0)
+        wdp = tl.zeros([C, BD], dtype=tl.float32)    # W_b dP_b
+        w2dpt = tl.zeros([C, BD], dtype=tl.float32)  # W2_b dP_b^T
+        lo = tl.maximum(b + 1, N * (b == 0))  # P_0 is never applied: nothing to sum for b = 0
+        for a in range(lo, N):
+            pair = (bh * (N * (N - 1) // 2) + a * (a - 1) // 2 + b) * C * D
+            g = tl.load(gs + pair + cd, mask=m_cd, other=0.0)
             lam = tl.load(ls + pair + cd, mask=m_cd, other=0.0)
             u = tl.dot(g, tl.trans(wb), input_precision=PREC)      # g W^T
             wdp += tl.dot(tl.trans(u.to(ty)), lam, input_precision=PREC)
             z = tl.dot(lam, tl.trans(w2b), input_precision=PREC)   # lambda W2^T
             w2dpt += tl.dot(tl.trans(z.to(ty)), g, input_precision=PREC)
-
-    tl.store(dkh + off + cd, d_k, mask=m_cd)
-    tl.store(dv + off + cd, d_v, mask=m_cd)
-    tl.store(dw + off + cd, -w2dpt, mask=m_cd)
-    tl.store(dw2 + off + cd, -wdp, mask=m_cd)
-    if HAS_GATE:
-        tl.store(dcc + (bh * N + b) * C + rc, dc_col)
+        tl.store(dw + off + cd, -w2dpt, mask=m_cd)
+        tl.store(dw2 + off + cd, -wdp, mask=m_cd)
 
 
 # -- launches ---------------------------------------------------------------------------------------
@@ -336,10 +367,11 @@ def _backward_core(qh, kh, wc, w2, sd, vc, c, do, lse, delta, prec):
             _path_bwd_dq[(n, m)](qh[sl], kh[sl], wc[sl], w2[sl], vc[sl], cg, do[sl], lse[sl], delta[sl],
                                  gs, ls, d_qh[sl], d_cr[sl] if has_gate else lse[sl], n, D=d,
                                  C=chunk, BD=bd, HAS_GATE=has_gate, PREC=prec)
-            _path_bwd_dk[(n, m)](kh[sl], wc[sl], w2[sl], sd[sl], vc[sl], cg, do[sl], lse[sl], delta[sl],
-                                 gs, ls, d_kh[sl], d_w[sl], d_w2[sl], d_sd[sl], d_v[sl],
-                                 d_cc[sl] if has_gate else lse[sl], n, D=d,
-                                 C=chunk, BD=bd, HAS_GATE=has_gate, PREC=prec)
+            for part in (0, 1):
+                _path_bwd_dk[(n, m)](kh[sl], wc[sl], w2[sl], sd[sl], vc[sl], cg, do[sl], lse[sl], delta[sl],
+                                     gs, ls, d_kh[sl], d_w[sl], d_w2[sl], d_sd[sl], d_v[sl],
+                                     d_cc[sl] if has_gate else lse[sl], n, D=d,
+                                     C=chunk, BD=bd, HAS_GATE=has_gate, PREC=prec, PART=part)
     d_c = d_cr + d_cc if has_gate else None
     return d_qh, d_kh, d_w, d_w2, d_sd, d_v, d_c
 
@@ -454,7 +486,11 @@ def compile_launches(cc: int, dtype: torch.dtype, head_dim: int) -> list[KernelL
              dict(kh=dtype, w=dtype, w2=dtype, sd=f32, v=dtype, c=f32, do=dtype, lse=f32, delta=f32,
                   gs=dtype, ls=dtype, dkh=f32, dw=f32, dw2=f32, dsd=f32, dv=f32, dcc=f32)),
         ):
-            const = dict(D=head_dim, C=chunk, BD=bd, HAS_GATE=has_gate, PREC=prec)
-            args = {**{k: torch.empty(0, dtype=v, device="meta") for k, v in ptrs.items()}, **const, **meta}
-            out += launches_for(name, fn, cfg, cc, args, pointers=ptrs, constexprs=const)
+            for part in ((0, 1) if fn is _path_bwd_dk else (None,)):
+                const = dict(D=head_dim, C=chunk, BD=bd, HAS_GATE=has_gate, PREC=prec)
+                if part is not None:
+                    const["PART"] = part
+                args = {**{k: torch.empty(0, dtype=v, device="meta") for k, v in ptrs.items()}, **const, **meta}
+                out += launches_for(name if part != 1 else "path_bwd_dw", fn, cfg, cc, args,
+                                    pointers=ptrs, constexprs=const)
     return out
