@@ -61,7 +61,7 @@ accumulator are fp32.  fp32 inputs: everything fp32 with IEEE-fp32 ``tl.dot`` (T
 per (fp16/bf16 or fp32, head dim padded to a power of two), chosen so that every launch
 compiles for sm80 and sm90 within the shared-memory limit and without register spills
 (``python -m kernels.compile_targets --ops path``).  Forward and backward chunks are chosen
-separately (the forward saves nothing chunk-shaped): fp16/bf16 forward 64/64/32/16 and
+separately (the forward saves nothing chunk-shaped): fp16/bf16 forward 64/64/32/32 and
 backward 64/32/32/32 for head dims 16/32/64/128; fp32 forward 64/32/16/16 and backward
 32/32/16/16.  A smaller user ``chunk_size`` or a short sequence only lowers them.  One config
 per target (``tuned`` is kept so that a GPU run could add candidates); ``num_stages=1``.
@@ -103,7 +103,7 @@ _TABLE = {
     (True, 16): dict(fwd=(64, 4), bwd=64, dq=4, dk=8, dw=8),
     (True, 32): dict(fwd=(64, 4), bwd=32, dq=4, dk=4, dw=4),
     (True, 64): dict(fwd=(32, 8), bwd=32, dq=8, dk=8, dw=8),
-    (True, 128): dict(fwd=(16, 8), bwd=32, dq=8, dk=8, dw=8),
+    (True, 128): dict(fwd=(32, 8), bwd=32, dq=8, dk=8, dw=8),
     (False, 16): dict(fwd=(64, 8), bwd=32, dq=8, dk=8, dw=8),
     (False, 32): dict(fwd=(32, 8), bwd=32, dq=4, dk=8, dw=8),
     (False, 64): dict(fwd=(16, 8), bwd=16, dq=4, dk=8, dw=8),
@@ -172,10 +172,10 @@ def _path_fwd(qh, kh, w, w2, sd, v, c, o, lse, N, D: tl.constexpr,
     if HAS_GATE:
         c_row = tl.load(c + (bh * N + a) * C + rc)
 
+    gl = g.to(ty)
     for it in range(0, a):
         b = a - 1 - it
         off = base + b * C * D
-        gl = g.to(ty)
         kb = tl.load(kh + off + cd, mask=m_cd, other=0.0)
         s = tl.dot(gl, tl.trans(kb), input_precision=PREC)
         if HAS_GATE:
@@ -192,6 +192,7 @@ def _path_fwd(qh, kh, w, w2, sd, v, c, o, lse, N, D: tl.constexpr,
             w2b = tl.load(w2 + off + cd, mask=m_cd, other=0.0)
             u = tl.dot(gl, tl.trans(wb), input_precision=PREC)
             g = g - tl.dot(u.to(ty), w2b, input_precision=PREC)
+            gl = g.to(ty)
 
     tl.store(o + base + a * C * D + cd, (acc / l_i[:, None]).to(o.dtype.element_ty), mask=m_cd)
     tl.store(lse + (bh * N + a) * C + rc, m_i + tl.log(l_i))
@@ -213,9 +214,9 @@ def _path_bwd_dq(qh, kh, w, w2, v, c, do, lse, delta, gs, ls, dqh, dcr, N, D: tl
 
     # walk down: G[a, b] = g_b^(a) for b = a-1 .. 0
     g = tl.load(qh + base + a * C * D + cd, mask=m_cd, other=0.0).to(tl.float32)
+    gl = g.to(ty)
     for it in range(0, a):
         b = a - 1 - it
-        gl = g.to(ty)
         tl.store(gs + pairs + b * C * D + cd, gl, mask=m_cd)
         if b > 0:
             off = base + b * C * D
@@ -223,6 +224,7 @@ def _path_bwd_dq(qh, kh, w, w2, v, c, do, lse, delta, gs, ls, dqh, dcr, N, D: tl
             w2b = tl.load(w2 + off + cd, mask=m_cd, other=0.0)
             u = tl.dot(gl, tl.trans(wb), input_precision=PREC)
             g = g - tl.dot(u.to(ty), w2b, input_precision=PREC)
+            gl = g.to(ty)
     tl.debug_barrier()
 
     # walk up: dg = gradient of g_b^(a); L[a, b] = gradient of g_{b-1}^(a) (b >= 1)
