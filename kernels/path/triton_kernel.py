@@ -9,11 +9,15 @@ query chunk ``a`` against key chunk ``b < a`` are ``g_b^(a) kh_b^T`` with
 
 **What runs where.**
 
-* torch (:func:`kernels.path.wy_prep.wy_prep`, autograd): the intra-chunk preparation,
-  ``O(T C D)`` batched matmuls and one ``C x C`` unit-triangular solve per chunk (cuBLAS /
-  cuSOLVER-backed batched ops, a small share of the work next to the ``O(T^2 C)``
-  inter-chunk part; a Triton version is not written yet).  It returns ``qh, kh``,
-  ``W``, ``W2 = A W`` and the intra-chunk logits; the ``D x D`` matrix ``P_b`` is never formed.
+* the intra-chunk preparation (per chunk the UT matrix ``A`` from one ``C x C``
+  unit-triangular solve, ``qh, kh``, ``W2 = A W`` and the intra-chunk logits; the ``D x D``
+  matrix ``P_b`` is never formed), ``O(T C D)`` work:
+
+  - forward: Triton (:mod:`kernels.path.triton_prep`, one program per chunk, fp32);
+  - backward: recomputed by the torch version (:func:`kernels.path.wy_prep.wy_prep`) under
+    autograd, which differentiates the batched matmuls and the triangular solve; a
+    hand-written Triton backward for it would be a second, larger kernel for a small share
+    of the work, so it stays in torch.
 * Triton, forward (``_path_fwd``, one program per (query chunk ``a``, batch-head)): a
   FlashAttention-style online softmax over key chunks ``a, a-1, ..., 0``; the query block
   moves one chunk left by the low-rank update ``g <- g - (g W_b^T) W2_b`` (two ``tl.dot``
@@ -37,7 +41,8 @@ query chunk ``a`` against key chunk ``b < a`` are ``g_b^(a) kh_b^T`` with
   by exactly one program: the backward is bit-reproducible (the tests check it).
 
   The preparation is recomputed in the backward (activation checkpointing of the cheap
-  part), so the forward saves only its inputs, its output and the row log-sum-exp.
+  part), so the forward saves only its inputs, its output and the row log-sum-exp.  (The
+  chunked ``q, k, w, v`` copies and the preparation's outputs live only during the forward.)
 
 **Memory** (``B`` batch, ``H`` heads, ``T`` positions, ``e`` bytes per input element,
 ``f`` = 1 with ``log_f`` else 0, ``C`` the backward chunk, ``N = ceil(T / C)``):
@@ -62,10 +67,10 @@ per (fp16/bf16 or fp32, head dim padded to a power of two), chosen so that every
 compiles for sm80 and sm90 within the shared-memory limit and without register spills
 (``python -m kernels.compile_targets --ops path``).  Forward and backward chunks are chosen
 separately (the forward saves nothing chunk-shaped): fp16/bf16 forward 64/64/32/32 and
-backward 64/32/32/32 for head dims 16/32/64/128; fp32 forward 64/32/16/16 and backward
+backward 64/32/32/32 for head dims 16/32/64/128; fp32 forward 32/32/16/16 and backward
 32/32/16/16.  A smaller user ``chunk_size`` or a short sequence only lowers them.  One config
 per target (``tuned`` is kept so that a GPU run could add candidates); ``num_stages=1``.
-:func:`compile_launches` lists the four launches (forward, dq, dk, dW).
+:func:`compile_launches` lists the five launches (prep, forward, dq, dk, dW).
 """
 
 from __future__ import annotations
@@ -77,6 +82,7 @@ import triton
 import triton.language as tl
 
 from kernels.chunking import from_chunks, to_chunks
+from kernels.path.triton_prep import prep_launches, triton_prep
 from kernels.path.wy_prep import wy_prep
 from kernels.triton_utils import (KernelLaunch, check_head_dim, dot_precision, launches_for, on_device,
                                   pow2_block, tuned)
@@ -104,7 +110,7 @@ _TABLE = {
     (True, 32): dict(fwd=(64, 4), bwd=32, dq=4, dk=4, dw=4),
     (True, 64): dict(fwd=(32, 8), bwd=32, dq=8, dk=8, dw=8),
     (True, 128): dict(fwd=(32, 8), bwd=32, dq=8, dk=8, dw=8),
-    (False, 16): dict(fwd=(64, 8), bwd=32, dq=8, dk=8, dw=8),
+    (False, 16): dict(fwd=(32, 8), bwd=32, dq=8, dk=8, dw=8),
     (False, 32): dict(fwd=(32, 8), bwd=32, dq=4, dk=8, dw=8),
     (False, 64): dict(fwd=(16, 8), bwd=16, dq=4, dk=8, dw=8),
     (False, 128): dict(fwd=(16, 8), bwd=16, dq=8, dk=8, dw=4),
@@ -398,10 +404,13 @@ class _PathTriton(torch.autograd.Function):
         prec = dot_precision(_low(ty))
         n = math.ceil(t / chunk_f)
         with torch.no_grad():
-            qh, kh, wc, w2, sd, c = _prep(q, k, w, beta, log_f, scale, chunk_f)
-            vc = to_chunks(v, n, chunk_f)
-            qh, kh, wc, w2 = (x.to(ty).contiguous() for x in (qh, kh, wc, w2))
-            out, lse = _forward_core(qh, kh, wc, w2, sd.contiguous(), vc, c, prec)
+            qc, kc, wc, vc = (to_chunks(x, n, chunk_f) for x in (q, k, w, v))
+            c = None
+            if log_f is not None:
+                c = to_chunks(log_f.float(), n, chunk_f).reshape(b * h, n * chunk_f).cumsum(-1)
+            qh, kh, w2, sd = triton_prep(qc, kc, wc, to_chunks(beta, n, chunk_f), c, scale)
+            del qc, kc
+            out, lse = _forward_core(qh, kh, wc, w2, sd, vc, c, prec)
             y = from_chunks(out, b, t, h).contiguous()
             lse = lse[:, :t].contiguous()
         ctx.save_for_backward(q, k, v, w, beta, log_f, y, lse)
@@ -475,7 +484,7 @@ def compile_launches(cc: int, dtype: torch.dtype, head_dim: int) -> list[KernelL
     low = _low(dtype)
     prec = dot_precision(low)
     f32 = torch.float32
-    out = []
+    out = prep_launches(cc, dtype, head_dim, chunk_f)
     for has_gate in (True,):  # the gate only adds loads; compile the larger variant
         meta = {"dtype": dtype}
         for name, fn, cfg, chunk, ptrs in (

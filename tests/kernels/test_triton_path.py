@@ -25,13 +25,13 @@ CASES = {
     "ragged": (2, 37, 2, 16, 16, False, "fp32", False),
     "ragged_fox": (2, 37, 2, 16, 16, True, "fp32", False),
     "head_dim_24_fox": (1, 50, 2, 24, 16, True, "fp32", False),
-    "fwd64_bwd32_fox": (1, 70, 1, 16, 64, True, "fp32", False),   # forward and backward chunks differ
     "extreme_fox": (2, 45, 2, 16, 16, True, "fp32", True),
     "single_position": (1, 1, 2, 16, 16, False, "fp32", False),
     "single_position_fox": (2, 1, 1, 16, 16, True, "fp32", False),
     "ragged_fp16": (2, 37, 2, 16, 16, False, "fp16", False),
     "ragged_fox_fp16": (2, 37, 2, 32, 16, True, "fp16", False),
     "extreme_fox_fp16": (1, 45, 2, 16, 16, True, "fp16", True),
+    "fwd64_bwd32_fox_fp16": (1, 70, 1, 32, 64, True, "fp16", False),  # forward/backward chunks differ
 }
 DT = {"fp32": torch.float32, "fp16": torch.float16}
 gen = torch.Generator().manual_seed(0)
