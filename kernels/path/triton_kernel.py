@@ -60,7 +60,9 @@ query chunk ``a`` against key chunk ``b < a`` are ``g_b^(a) kh_b^T`` with
 input dtype and every ``tl.dot`` takes fp16/bf16 operands with fp32 accumulation (tensor
 cores); the running query block ``g``, the softmax state, ``acc`` and every gradient
 accumulator are fp32.  fp32 inputs: everything fp32 with IEEE-fp32 ``tl.dot`` (TF32 only if
-``torch.backends.cuda.matmul.allow_tf32`` is set).  The preparation runs in fp32.
+``torch.backends.cuda.matmul.allow_tf32`` is set).  The preparation computes in fp32 (its
+Triton forward uses TF32 dots for fp16/bf16 inputs, IEEE for fp32; the backward's torch
+recomputation is plain fp32), and its outputs are rounded to the input dtype for the core.
 
 **Configs.**  The tile is the chunk: ``C`` and ``num_warps`` per kernel come from ``_TABLE``
 per (fp16/bf16 or fp32, head dim padded to a power of two), chosen so that every launch
