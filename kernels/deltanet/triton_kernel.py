@@ -52,20 +52,29 @@ _INTERPRET_BV = 16
 _LOW = (torch.float16, torch.bfloat16)
 
 
+def _plan(dtype: torch.dtype, dk: int, dv: int) -> tuple[int, int, int]:
+    """``(largest chunk, BV, KB)`` for these head dims and input dtype on a GPU: what keeps
+    every launch within registers (no spills) and shared memory on sm80 and sm90."""
+    bk, bvmax = pow2_block(dk), pow2_block(dv)
+    if dtype in _LOW:
+        chunk, bv, kb = 64, (64 if bk <= 32 else 32), 64
+    elif bk <= 32:
+        chunk, bv, kb = 64, 32, 32
+    elif bk <= 64:
+        chunk, bv, kb = 32, 32, 32
+    else:
+        chunk, bv, kb = 16, 16, 32
+    return chunk, min(bv, bvmax), min(kb, bk)
+
+
 def chunk_cap(dtype: torch.dtype, dk: int, dv: int) -> int:
     """The largest chunk the kernels use for these head dims and input dtype."""
-    big = max(pow2_block(dk), pow2_block(dv))
-    if big >= 128 or (big >= 64 and dtype not in _LOW):
-        return 32
-    return 64
+    return _plan(dtype, dk, dv)[0]
 
 
 def block_v(dtype: torch.dtype, dk: int, dv: int) -> int:
     """Value columns per program (the interpreter always uses 16)."""
-    if interpreting():
-        return _INTERPRET_BV
-    bk, bvmax = pow2_block(dk), pow2_block(dv)
-    return min(bvmax, 64 if bk <= 32 else 32)
+    return _INTERPRET_BV if interpreting() else _plan(dtype, dk, dv)[1]
 
 
 def _precision(op_dtype: torch.dtype) -> str:
@@ -76,30 +85,37 @@ def _precision(op_dtype: torch.dtype) -> str:
     return "tf32x3" if prec == "ieee" else prec
 
 
-def _cfgs(pairs, bv):
-    return [triton.Config({"BV": bv}, num_warps=w, num_stages=s) for w, s in pairs]
-
-
 def _op_dtype(args) -> torch.dtype:
     return (args["qw"] if "qw" in args else args["do"]).dtype
 
 
-def _fwd_configs(cc, args):
-    bv = block_v(_op_dtype(args), args["BK"], args["DV"])
-    return _cfgs([(4, 1), (4, 2), (8, 2)], bv)
+# (num_warps, num_stages) candidates; every one compiled for sm80 and sm90 without spills
+_RECUR = [(4, 1), (4, 2), (8, 1), (8, 2)]
+_PAR = [(4, 1), (4, 2), (8, 2)]
+
+
+def _recur_configs(cc, args):
+    """The two recurrence kernels (``_delta_fwd_h_kernel``, ``_delta_bwd_dh_kernel``)."""
+    _, bv, _ = _plan(_op_dtype(args), args["BK"], args["DV"])
+    return [triton.Config({"BV": bv}, num_warps=w, num_stages=s) for w, s in _RECUR]
 
 
 def _par_configs(cc, args):
-    bv = block_v(_op_dtype(args), args["BK"], args["DV"])
-    return _cfgs([(4, 1), (8, 1)], bv)
+    """The two per-chunk kernels (``_delta_fwd_o_kernel``, ``_delta_bwd_grads_kernel``)."""
+    _, bv, kb = _plan(_op_dtype(args), args["BK"], args["DV"])
+    return [triton.Config({"BV": bv, "KB": kb}, num_warps=w, num_stages=s) for w, s in _PAR]
 
 
 _INTERPRET = triton.Config({"BV": _INTERPRET_BV}, num_warps=4, num_stages=1)
+_INTERPRET_PAR = triton.Config({"BV": _INTERPRET_BV, "KB": 16}, num_warps=4, num_stages=1)
 
 
 @triton.jit
 def _ld(ptr, rows, cols, stride_r, stride_c, r0, c0, BR: tl.constexpr, BC: tl.constexpr):
-    """The ``[BR, BC]`` tile at ``(r0, c0)`` of a ``rows x cols`` matrix, zero outside it."""
+    """The ``[BR, BC]`` tile at ``(r0, c0)`` of a ``rows x cols`` matrix, zero outside it.
+    ``ptr`` is 16-byte aligned (the wrapper's buffers are, and every chunk/partial offset is a
+    multiple of 16 bytes): the hint lets contiguous rows load as 16-byte vectors."""
+    ptr = tl.multiple_of(ptr, 16)
     rr = r0 + tl.arange(0, BR)
     cc = c0 + tl.arange(0, BC)
     mask = (rr[:, None] < rows) & (cc[None, :] < cols)
@@ -108,17 +124,19 @@ def _ld(ptr, rows, cols, stride_r, stride_c, r0, c0, BR: tl.constexpr, BC: tl.co
 
 @triton.jit
 def _st(ptr, val, rows, cols, stride_r, stride_c, r0, c0, BR: tl.constexpr, BC: tl.constexpr):
-    """Store ``val`` as the ``[BR, BC]`` tile at ``(r0, c0)`` of a ``rows x cols`` matrix."""
+    """Store ``val`` as the ``[BR, BC]`` tile at ``(r0, c0)`` of a ``rows x cols`` matrix
+    (``ptr`` 16-byte aligned, as in :func:`_ld`)."""
+    ptr = tl.multiple_of(ptr, 16)
     rr = r0 + tl.arange(0, BR)
     cc = c0 + tl.arange(0, BC)
     mask = (rr[:, None] < rows) & (cc[None, :] < cols)
     tl.store(ptr + rr[:, None] * stride_r + cc[None, :] * stride_c, val, mask=mask)
 
 
-@tuned(_fwd_configs, interpret=_INTERPRET, key=["DK", "DV", "C", "BK"])
+@tuned(_recur_configs, interpret=_INTERPRET, key=["DK", "DV", "C", "BK"])
 @triton.jit
 def _delta_fwd_h_kernel(qw, u, kc, hbuf, dbuf,
-                        N, DK, DV,
+                        N, DK: tl.constexpr, DV: tl.constexpr,
                         C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr):
     """Forward recurrence for one (batch-head, value block): stores ``S^T`` at every chunk
     start and ``D = U - W S^T`` of every chunk (float32)."""
@@ -136,26 +154,30 @@ def _delta_fwd_h_kernel(qw, u, kc, hbuf, dbuf,
         state += tl.dot(ktn, dn.to(ktn.dtype), input_precision=PREC)
 
 
-@tuned(_par_configs, interpret=_INTERPRET, key=["DK", "DV", "C", "BK"])
+@tuned(_par_configs, interpret=_INTERPRET_PAR, key=["DK", "DV", "C", "BK"])
 @triton.jit
 def _delta_fwd_o_kernel(qw, qk, hbuf, dbuf, o,
-                        DK, DV,
-                        C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr):
-    """Output of one (chunk, value block): ``O = Q S^T + tril(Q K^T) D``."""
+                        DK: tl.constexpr, DV: tl.constexpr,
+                        C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, KB: tl.constexpr,
+                        PREC: tl.constexpr):
+    """Output of one (chunk, value block): ``O = Q S^T + tril(Q K^T) D`` (``Q S^T`` summed
+    over blocks of ``KB`` key columns, to bound the registers)."""
     chunk = tl.program_id(0).to(tl.int64)
     v0 = tl.program_id(1) * BV
-    qn = _ld(qw + chunk * 2 * C * DK, 2 * C, DK, DK, 1, 0, 0, C, BK)
     an = _ld(qk + chunk * C * C, C, C, C, 1, 0, 0, C, C)
-    sn = _ld(hbuf + chunk * DK * DV, DK, DV, DV, 1, 0, v0, BK, BV)
     dn = _ld(dbuf + chunk * C * DV, C, DV, DV, 1, 0, v0, C, BV)
-    on = tl.dot(qn, sn.to(qn.dtype), input_precision=PREC) + tl.dot(an, dn.to(an.dtype), input_precision=PREC)
+    on = tl.dot(an, dn.to(an.dtype), input_precision=PREC)
+    for k0 in range(0, BK, KB):
+        qn = _ld(qw + chunk * 2 * C * DK, 2 * C, DK, DK, 1, 0, k0, C, KB)
+        sn = _ld(hbuf + chunk * DK * DV, DK, DV, DV, 1, k0, v0, KB, BV)
+        on += tl.dot(qn, sn.to(qn.dtype), input_precision=PREC)
     _st(o + chunk * C * DV, on, C, DV, DV, 1, 0, v0, C, BV)
 
 
-@tuned(_fwd_configs, interpret=_INTERPRET, key=["DK", "DV", "C", "BK"])
+@tuned(_recur_configs, interpret=_INTERPRET, key=["DK", "DV", "C", "BK"])
 @triton.jit
 def _delta_bwd_dh_kernel(qw, kc, qk, do, dhbuf, du,
-                         N, DK, DV,
+                         N, DK: tl.constexpr, DV: tl.constexpr,
                          C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr):
     """Backward recurrence for one (batch-head, value block), chunks in reverse: stores
     ``dS^T`` at every chunk end and ``dU = dD = A^T dO + K dS^T`` (float32)."""
@@ -176,11 +198,12 @@ def _delta_bwd_dh_kernel(qw, kc, qk, do, dhbuf, du,
         dstate += tl.dot(qtn, don, input_precision=PREC) - tl.dot(wtn, ddn.to(wtn.dtype), input_precision=PREC)
 
 
-@tuned(_par_configs, interpret=_INTERPRET, key=["DK", "DV", "C", "BK"])
+@tuned(_par_configs, interpret=_INTERPRET_PAR, key=["DK", "DV", "C", "BK"])
 @triton.jit
 def _delta_bwd_grads_kernel(do, hbuf, dhbuf, dbuf, du, dqw, dkc, dqk,
-                            DK, DV,
-                            C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr):
+                            DK: tl.constexpr, DV: tl.constexpr,
+                            C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, KB: tl.constexpr,
+                            PREC: tl.constexpr):
     """One (chunk, value block), no recurrence: this block's partial ``dQ = dO S``,
     ``dW = -dD S``, ``dK = D dS`` and ``d tril(QK^T) = dO D^T``, each into the block's own
     slice of the partial-sum buffers."""
@@ -189,15 +212,16 @@ def _delta_bwd_grads_kernel(do, hbuf, dhbuf, dbuf, du, dqw, dkc, dqk,
     part = tl.program_id(1).to(tl.int64) * tl.num_programs(0) + chunk
     don = _ld(do + chunk * C * DV, C, DV, DV, 1, 0, v0, C, BV)
     dt = don.dtype
-    st = _ld(hbuf + chunk * DK * DV, DV, DK, 1, DV, v0, 0, BV, BK).to(dt)  # S, this block's rows
-    dst = _ld(dhbuf + chunk * DK * DV, DV, DK, 1, DV, v0, 0, BV, BK).to(dt)
     dn = _ld(dbuf + chunk * C * DV, C, DV, DV, 1, 0, v0, C, BV).to(dt)
     ddn = _ld(du + chunk * C * DV, C, DV, DV, 1, 0, v0, C, BV).to(dt)
-    _st(dqw + part * 2 * C * DK, tl.dot(don, st, input_precision=PREC), 2 * C, DK, DK, 1, 0, 0, C, BK)
-    _st(dqw + part * 2 * C * DK, -tl.dot(ddn, st, input_precision=PREC), 2 * C, DK, DK, 1, C, 0, C, BK)
-    _st(dkc + part * C * DK, tl.dot(dn, dst, input_precision=PREC), C, DK, DK, 1, 0, 0, C, BK)
     dnt = _ld(dbuf + chunk * C * DV, DV, C, 1, DV, v0, 0, BV, C).to(dt)  # D^T
     _st(dqk + part * C * C, tl.dot(don, dnt, input_precision=PREC), C, C, C, 1, 0, 0, C, C)
+    for k0 in range(0, BK, KB):  # blocks of KB key columns
+        st = _ld(hbuf + chunk * DK * DV, DV, DK, 1, DV, v0, k0, BV, KB).to(dt)  # S, this block's rows
+        dst = _ld(dhbuf + chunk * DK * DV, DV, DK, 1, DV, v0, k0, BV, KB).to(dt)
+        _st(dqw + part * 2 * C * DK, tl.dot(don, st, input_precision=PREC), 2 * C, DK, DK, 1, 0, k0, C, KB)
+        _st(dqw + part * 2 * C * DK, -tl.dot(ddn, st, input_precision=PREC), 2 * C, DK, DK, 1, C, k0, C, KB)
+        _st(dkc + part * C * DK, tl.dot(dn, dst, input_precision=PREC), C, DK, DK, 1, 0, k0, C, KB)
 
 
 def _sum_parts(x: torch.Tensor) -> torch.Tensor:
@@ -286,12 +310,12 @@ def compile_launches(cc: int, dtype: torch.dtype, head_dim: int) -> list[KernelL
     chunk = chunk_cap(dtype, head_dim, head_dim)
     meta = torch.empty(0, dtype=op_dtype, device="meta")
     args = {"qw": meta, "do": meta, "BK": bk, "DV": head_dim, "C": chunk}
-    const = {"C": chunk, "BK": bk, "PREC": _precision(op_dtype)}
+    const = {"C": chunk, "BK": bk, "DK": head_dim, "DV": head_dim, "PREC": _precision(op_dtype)}
     ptrs = {**{name: op_dtype for name in ("qw", "u", "kc", "qk", "do")},
             **{name: torch.float32 for name in ("hbuf", "dbuf", "o", "dhbuf", "du", "dqw", "dkc", "dqk")}}
-    kernels = [("deltanet_fwd_h", _delta_fwd_h_kernel, _fwd_configs),
+    kernels = [("deltanet_fwd_h", _delta_fwd_h_kernel, _recur_configs),
                ("deltanet_fwd_o", _delta_fwd_o_kernel, _par_configs),
-               ("deltanet_bwd_dh", _delta_bwd_dh_kernel, _fwd_configs),
+               ("deltanet_bwd_dh", _delta_bwd_dh_kernel, _recur_configs),
                ("deltanet_bwd_grads", _delta_bwd_grads_kernel, _par_configs)]
     out = []
     for name, fn, configs in kernels:
