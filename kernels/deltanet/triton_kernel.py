@@ -58,10 +58,10 @@ def _plan(dtype: torch.dtype, dk: int, dv: int) -> tuple[int, int, int]:
     bk, bvmax = pow2_block(dk), pow2_block(dv)
     if dtype in _LOW:
         chunk, bv, kb = 64, (64 if bk <= 32 else 32), 64
-    elif bk <= 32:
-        chunk, bv, kb = 64, 32, 32
-    elif bk <= 64:
+    elif bk <= 32:  # fp32 operands (tf32x3 dots) take about twice the registers
         chunk, bv, kb = 32, 32, 32
+    elif bk <= 64:
+        chunk, bv, kb = 32, 16, 32
     else:
         chunk, bv, kb = 16, 16, 32
     return chunk, min(bv, bvmax), min(kb, bk)
@@ -89,15 +89,18 @@ def _op_dtype(args) -> torch.dtype:
     return (args["qw"] if "qw" in args else args["do"]).dtype
 
 
-# (num_warps, num_stages) candidates; every one compiled for sm80 and sm90 without spills
+# (num_warps, num_stages) candidates; every one compiled for sm80 and sm90 without spills.
+# A [128, BV] state with 4 warps spills on sm80, so key dims above 64 take 8 warps.
 _RECUR = [(4, 1), (4, 2), (8, 1), (8, 2)]
+_RECUR_WIDE = [(8, 1), (8, 2)]
 _PAR = [(4, 1), (4, 2), (8, 2)]
 
 
 def _recur_configs(cc, args):
     """The two recurrence kernels (``_delta_fwd_h_kernel``, ``_delta_bwd_dh_kernel``)."""
     _, bv, _ = _plan(_op_dtype(args), args["BK"], args["DV"])
-    return [triton.Config({"BV": bv}, num_warps=w, num_stages=s) for w, s in _RECUR]
+    pairs = _RECUR if args["BK"] <= 64 else _RECUR_WIDE
+    return [triton.Config({"BV": bv}, num_warps=w, num_stages=s) for w, s in pairs]
 
 
 def _par_configs(cc, args):
