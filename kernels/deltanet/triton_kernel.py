@@ -1,36 +1,45 @@
 """DeltaNet on CUDA: Triton kernels for the chunk-state recurrence, forward and backward.
 
-What runs where.  ``deltanet_prep`` (:mod:`kernels.deltanet.fast`; batched torch ops in
-float32, differentiated by torch autograd) L2-normalises ``k`` and computes per chunk the UT
-transform ``A`` (one triangular solve), ``W = A K``, ``U = A V`` and ``tril(Q K^T)``.
-``_DeltaCoreTriton`` runs the sequential part in two Triton kernels, both split over blocks
-of ``BV`` value columns (the state ``S^T`` is ``[Dk, Dv]`` and every step of the recurrence
-acts on its columns independently):
+What runs where.  ``deltanet_prep`` (:mod:`kernels.deltanet.fast`) stays in torch: batched
+float32 ops, differentiated by torch autograd, that L2-normalise ``k`` and compute per chunk
+the UT transform ``A`` (one triangular solve), ``W = A K``, ``U = A V`` and ``tril(Q K^T)``.
+``_DeltaCoreTriton`` runs the rest in four Triton kernels.  Every step acts on the columns of
+the state ``S^T`` (``[Dk, Dv]``) independently, so each kernel is split over blocks of ``BV``
+value columns; the key dimension stays whole in the two recurrences:
 
-* ``_delta_fwd_kernel``, one program per (batch-head, value block): keeps its block of
-  ``S^T`` (``[Dk, BV]``, float32) in registers and walks the chunks in order,
-  ``D = U - W S^T``, ``O = Q S^T + tril(Q K^T) D``, ``S^T += K^T D``.  When gradients are
-  needed it stores the state at every chunk start (float32, ``[BH, N, Dk, Dv]``).
-* ``_delta_bwd_kernel``, one program per (batch-head, value block): walks the chunks
-  backwards carrying its block of ``dS^T`` (float32), recomputing ``D`` from the stored
-  state; writes ``dU`` for its columns and its *partial* ``dQ``, ``dW``, ``dK`` and
-  ``d tril(QK^T)`` (these sum over all value columns) to float32 buffers with one slice per
-  value block, which torch sums.
+* ``_delta_fwd_h_kernel`` (program per batch-head x value block, sequential over chunks):
+  keeps its ``[Dk, BV]`` block of ``S^T`` in registers (float32); per chunk stores the state
+  at the chunk start and ``D = U - W S^T`` (float32), then ``S^T += K^T D``.
+* ``_delta_fwd_o_kernel`` (program per chunk x value block, parallel):
+  ``O = Q S^T + tril(Q K^T) D``, ``Q S^T`` summed over blocks of ``KB`` key columns.
+* ``_delta_bwd_dh_kernel`` (per batch-head x value block, chunks in reverse): carries
+  ``dS^T`` (float32), stores it at every chunk end, writes ``dU = dD = A^T dO + K dS^T`` and
+  updates ``dS^T += Q^T dO - W^T dD``.
+* ``_delta_bwd_grads_kernel`` (per chunk x value block, parallel): this block's share of
+  ``dQ = dO S``, ``dW = -dD S``, ``dK = D dS`` (per ``KB`` key columns) and
+  ``d tril(QK^T) = dO D^T``.  These sum over all value columns: each block writes its own
+  float32 slice and torch sums the slices (deterministic, no atomics).
 
-Precision.  fp16/bf16 inputs: the prep runs in float32, its outputs are cast to the input
-dtype and fed to ``tl.dot`` as fp16/bf16 with float32 accumulation (tensor cores); the state
-and its gradient stay float32 and are rounded to the input dtype only as ``tl.dot``
-operands; outputs and gradients are float32 until the final cast.  fp32 inputs keep every
-operand in float32 and ``tl.dot`` in IEEE fp32 (TF32 only if
-``torch.backends.cuda.matmul.allow_tf32`` is set).
+Memory: the chunk-start states, ``D`` and (backward) ``dS^T`` are kept, ``O(T Dk Dv / C)``
+floats per batch-head, also without gradients (the output kernel reads them).
 
-Configs (:func:`kernels.triton_utils.tuned`).  The chunk size is capped per head dim and
-dtype (:func:`chunk_cap`: 64, or 32 where a 64-row chunk does not fit in shared memory) and
-the value block ``BV`` is fixed per dtype and head dims (:func:`block_v`); the autotuner
-picks ``num_warps`` / ``num_stages`` among candidates that were all compiled for sm80 and
-sm90 (``python -m kernels.compile_targets --ops deltanet``, at the capped chunk size).
-Under ``TRITON_INTERPRET=1``: ``BV = 16``, 4 warps, 1 stage.
-Head dims (``dk`` and ``dv``): up to 128 (tiles are padded to a power of two >= 16).
+Precision.  fp16/bf16 inputs: the prep runs in float32 and its outputs are cast to the input
+dtype, so ``tl.dot`` takes fp16/bf16 operands with float32 accumulation (tensor cores); the
+state, its gradient, ``D`` and ``dD`` stay float32 in registers and buffers and are rounded to
+the input dtype only as ``tl.dot`` operands; outputs and gradients are float32 until the final
+cast.  fp32 inputs keep every operand float32 and use ``tf32x3`` dots (three TF32 products,
+fp32-accurate, on tensor cores; ``ieee`` falls back to FMA loops that spill), or plain TF32
+when ``torch.backends.cuda.matmul.allow_tf32`` is set.
+
+Configs (:func:`kernels.triton_utils.tuned`).  Per input dtype and head dims, :func:`_plan`
+fixes the largest chunk (``chunk_size`` is capped by it), ``BV`` and ``KB``: fp16/bf16 chunk
+64, ``BV`` 64 (``dk <= 32``) or 32, ``KB`` 64; fp32 chunk 32 (``dk <= 64``) or 16, ``BV`` 32
+(``dk <= 32``) or 16, ``KB`` 32.  The autotuner picks ``num_warps`` / ``num_stages`` among
+candidates that all compile for sm80 and sm90 within shared memory and without register
+spills (``python -m kernels.compile_targets --ops deltanet``, at the capped chunk, ``dk = dv``).
+Under ``TRITON_INTERPRET=1``: ``BV = KB = 16``, 4 warps, 1 stage.  Head dims (``dk`` and
+``dv``): up to 128, tiles padded to a power of two >= 16; larger ones raise
+:class:`~kernels.triton_utils.UnsupportedHeadDim` before any work.
 """
 
 from __future__ import annotations
@@ -94,6 +103,7 @@ def _op_dtype(args) -> torch.dtype:
 _RECUR = [(4, 1), (4, 2), (8, 1), (8, 2)]
 _RECUR_WIDE = [(8, 1), (8, 2)]
 _PAR = [(4, 1), (4, 2), (8, 2)]
+_PAR_NARROW = [(2, 1), (2, 2), (8, 2)]  # dk <= 16: with 4 warps ptxas spills 4 bytes (fp32, sm90)
 
 
 def _recur_configs(cc, args):
@@ -106,7 +116,8 @@ def _recur_configs(cc, args):
 def _par_configs(cc, args):
     """The two per-chunk kernels (``_delta_fwd_o_kernel``, ``_delta_bwd_grads_kernel``)."""
     _, bv, kb = _plan(_op_dtype(args), args["BK"], args["DV"])
-    return [triton.Config({"BV": bv, "KB": kb}, num_warps=w, num_stages=s) for w, s in _PAR]
+    pairs = _PAR if args["BK"] > 16 else _PAR_NARROW
+    return [triton.Config({"BV": bv, "KB": kb}, num_warps=w, num_stages=s) for w, s in pairs]
 
 
 _INTERPRET = triton.Config({"BV": _INTERPRET_BV}, num_warps=4, num_stages=1)
@@ -227,6 +238,12 @@ def _delta_bwd_grads_kernel(do, hbuf, dhbuf, dbuf, du, dqw, dkc, dqk,
         _st(dkc + part * C * DK, tl.dot(dn, dst, input_precision=PREC), C, DK, DK, 1, 0, k0, C, KB)
 
 
+def _aligned(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``x`` as a contiguous ``dtype`` tensor whose data is 16-byte aligned (the kernels' hint)."""
+    x = x.to(dtype).contiguous()
+    return x if x.data_ptr() % 16 == 0 else x.clone()
+
+
 def _sum_parts(x: torch.Tensor) -> torch.Tensor:
     return x[0] if x.shape[0] == 1 else x.sum(0)
 
@@ -240,7 +257,7 @@ class _DeltaCoreTriton(torch.autograd.Function):
         bh, n, chunk2, dk = qw.shape
         chunk = chunk2 // 2
         dv = u.shape[-1]
-        qw, u, kc, qk = (x.to(op_dtype).contiguous() for x in (qw, u, kc, qk))
+        qw, u, kc, qk = (_aligned(x, op_dtype) for x in (qw, u, kc, qk))
         f32 = dict(device=qw.device, dtype=torch.float32)
         out = torch.empty(bh, n, chunk, dv, **f32)
         hbuf = torch.empty(bh, n, dk, dv, **f32)
@@ -262,7 +279,7 @@ class _DeltaCoreTriton(torch.autograd.Function):
         bh, n, chunk2, dk = qw.shape
         chunk = chunk2 // 2
         dv = hbuf.shape[-1]
-        d_out = d_out.to(qw.dtype).contiguous()
+        d_out = _aligned(d_out, qw.dtype)
         nv = triton.cdiv(dv, block_v(qw.dtype, dk, dv))
         f32 = dict(device=qw.device, dtype=torch.float32)
         dhbuf = torch.empty(hbuf.shape, **f32)
