@@ -33,13 +33,14 @@ when ``torch.backends.cuda.matmul.allow_tf32`` is set.
 
 Configs (:func:`kernels.triton_utils.tuned`).  Per input dtype and head dims, :func:`_plan`
 fixes the largest chunk (``chunk_size`` is capped by it), ``BV`` and ``KB``: fp16/bf16 chunk
-64, ``BV`` 64 (``dk <= 32``) or 32, ``KB`` 64; fp32 chunk 32 (``dk <= 64``) or 16, ``BV`` 32
-(``dk <= 32``) or 16, ``KB`` 32.  The autotuner picks ``num_warps`` / ``num_stages`` among
+64, ``BV`` 64 (``dk <= 32``) or 32, ``KB`` 64, and for ``dk = 256`` chunk 32, ``BV`` 16; fp32
+chunk 32 (``dk <= 64``) or 16, ``BV`` 32 (``dk <= 32``) or 16, ``KB`` 32.  The autotuner picks ``num_warps`` / ``num_stages`` among
 candidates that all compile for sm80 and sm90 within shared memory and without register
 spills (``python -m kernels.compile_targets --ops deltanet``, at the capped chunk, ``dk = dv``).
 Under ``TRITON_INTERPRET=1``: ``BV = KB = 16``, 4 warps, 1 stage.  Head dims (``dk`` and
-``dv``): up to 128, tiles padded to a power of two >= 16; larger ones raise
-:class:`~kernels.triton_utils.UnsupportedHeadDim` before any work.
+``dv``): up to 256, except ``dk`` at most 128 with fp32 inputs (the whole ``[dk, BV]`` float32
+state with tf32x3 dots does not fit in registers at 256); tiles are padded to a power of two
+>= 16; anything else raises :class:`~kernels.triton_utils.UnsupportedHeadDim` before any work.
 """
 
 from __future__ import annotations
@@ -49,12 +50,13 @@ import triton
 import triton.language as tl
 
 from kernels.deltanet.fast import deltanet_prep
-from kernels.triton_utils import (KernelLaunch, check_head_dim, dot_precision, interpreting, launches_for,
+from kernels.triton_utils import (KernelLaunch, UnsupportedHeadDim, check_head_dim, dot_precision, interpreting, launches_for,
                                   on_device, pow2_block, tuned)
 
-__all__ = ["DTYPES", "HEAD_DIMS", "block_v", "chunk_cap", "compile_launches", "deltanet_triton"]
+__all__ = ["DTYPES", "FP32_MAX_DK", "HEAD_DIMS", "block_v", "chunk_cap", "compile_launches", "deltanet_triton"]
 
-HEAD_DIMS = (16, 32, 64, 128)
+HEAD_DIMS = (16, 32, 64, 128, 256)
+FP32_MAX_DK = 128  # a [256, BV] float32 state with tf32x3 dots spills at any BV / warps
 DTYPES = ("bf16", "fp16", "fp32")
 
 _INTERPRET_BV = 16
@@ -65,7 +67,9 @@ def _plan(dtype: torch.dtype, dk: int, dv: int) -> tuple[int, int, int]:
     """``(largest chunk, BV, KB)`` for these head dims and input dtype on a GPU: what keeps
     every launch within registers (no spills) and shared memory on sm80 and sm90."""
     bk, bvmax = pow2_block(dk), pow2_block(dv)
-    if dtype in _LOW:
+    if dtype in _LOW and bk > 128:
+        chunk, bv, kb = 32, 16, 64
+    elif dtype in _LOW:
         chunk, bv, kb = 64, (64 if bk <= 32 else 32), 64
     elif bk <= 32:  # fp32 operands (tf32x3 dots) take about twice the registers
         chunk, bv, kb = 32, 32, 32
@@ -307,6 +311,11 @@ def deltanet_triton(q, k, v, beta, scale=None, chunk_size: int = 64):
     dv = v.shape[-1]
     check_head_dim("deltanet", dk, HEAD_DIMS)
     check_head_dim("deltanet", dv, HEAD_DIMS)
+    if dk > FP32_MAX_DK and q.dtype not in _LOW:
+        raise UnsupportedHeadDim(
+            f"deltanet: key head_dim {dk} with {q.dtype} inputs is not supported by the Triton kernel "
+            f"(at most {FP32_MAX_DK} in float32, {max(HEAD_DIMS)} in bf16/fp16); use bf16 or fp16 inputs, "
+            f"more heads of a smaller dimension, or run the torch path (ARCHBENCH_KERNELS=torch)")
     if chunk_size < 16 or chunk_size & (chunk_size - 1):
         raise ValueError(f"deltanet: chunk_size must be a power of two >= 16, got {chunk_size}")
     scale = dk ** -0.5 if scale is None else scale
@@ -324,7 +333,10 @@ def deltanet_triton(q, k, v, beta, scale=None, chunk_size: int = 64):
 def compile_launches(cc: int, dtype: torch.dtype, head_dim: int) -> list[KernelLaunch]:
     """Every launch ``deltanet_triton`` issues for ``dk = dv = head_dim`` and ``dtype`` on
     ``sm_<cc>``, at the largest chunk it uses (:func:`chunk_cap`): the two forward kernels and
-    the two backward kernels."""
+    the two backward kernels.  None for float32 above :data:`FP32_MAX_DK` (refused before any
+    launch)."""
+    if dtype not in _LOW and head_dim > FP32_MAX_DK:
+        return []
     op_dtype = dtype if dtype in _LOW else torch.float32
     bk = pow2_block(head_dim)
     chunk = chunk_cap(dtype, head_dim, head_dim)

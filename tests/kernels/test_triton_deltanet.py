@@ -35,6 +35,8 @@ CASES = {
     "fp16_ragged": (2, 37, 2, 32, 48, 16, "uniform", "float16"),
     "fp16_beta_near_0_and_1": (1, 33, 2, 16, 32, 16, "extreme", "float16"),
     "fp16_single_position": (1, 1, 3, 16, 16, 16, "uniform", "float16"),
+    "fp16_dk_256": (1, 20, 2, 256, 32, 16, "uniform", "float16"),
+    "fp32_dv_256": (1, 20, 1, 32, 256, 16, "uniform", "float32"),
 }
 torch.manual_seed(0)
 report = {"block_v": block_v(torch.float32, 32, 48)}
@@ -76,7 +78,7 @@ def report(run_interpreted):
 
 def test_all_cases_ran(report):
     assert report["block_v"] == 16  # the interpreter's value block: dv = 48 is three blocks
-    assert len(report) == 1 + 8
+    assert len(report) == 1 + 10
 
 
 def test_forward_and_gradients_match_reference(report, check_errors):
@@ -97,11 +99,14 @@ def test_unsupported_head_dim_names_the_fix():
     from kernels.triton_utils import UnsupportedHeadDim
 
     b, t, h = 1, 4, 1
-    for dk, dv in ((256, 64), (64, 192)):
-        q, k = torch.randn(b, t, h, dk), torch.randn(b, t, h, dk)
-        v, beta = torch.randn(b, t, h, dv), torch.rand(b, t, h)
-        with pytest.raises(UnsupportedHeadDim, match="ARCHBENCH_KERNELS=torch"):
+    cases = [(512, 64, torch.float16, "at most 256"), (64, 320, torch.float32, "at most 256"),
+             (256, 64, torch.float32, "use bf16 or fp16 inputs")]
+    for dk, dv, dtype, says in cases:
+        q, k = torch.randn(b, t, h, dk, dtype=dtype), torch.randn(b, t, h, dk, dtype=dtype)
+        v, beta = torch.randn(b, t, h, dv, dtype=dtype), torch.rand(b, t, h, dtype=dtype)
+        with pytest.raises(UnsupportedHeadDim, match="ARCHBENCH_KERNELS=torch") as err:
             deltanet_triton(q, k, v, beta)
+        assert says in str(err.value), (dk, dv, dtype)
 
 
 @pytest.mark.parametrize("cc", [80, 90])
@@ -109,9 +114,12 @@ def test_compile_launches_cover_forward_and_backward(cc):
     require_triton()
     from kernels.deltanet import triton_kernel as tk
 
-    assert tk.HEAD_DIMS == (16, 32, 64, 128) and tk.DTYPES == ("bf16", "fp16", "fp32")
+    assert tk.HEAD_DIMS == (16, 32, 64, 128, 256) and tk.DTYPES == ("bf16", "fp16", "fp32")
+    assert tk.compile_launches(cc, torch.float32, 256) == []  # refused by the wrapper, never launched
     for dtype in (torch.bfloat16, torch.float16, torch.float32):
         for d in tk.HEAD_DIMS:
+            if dtype == torch.float32 and d > tk.FP32_MAX_DK:
+                continue
             launches = tk.compile_launches(cc, dtype, d)
             names = {x.name for x in launches}
             assert names == {"deltanet_fwd_h", "deltanet_fwd_o", "deltanet_bwd_dh", "deltanet_bwd_grads"}
@@ -119,13 +127,11 @@ def test_compile_launches_cover_forward_and_backward(cc):
                                       ("deltanet_bwd_grads", tk._delta_bwd_grads_kernel, tk._par_configs)):
                 mine = [x for x in launches if x.name == name]
                 assert all(x.fn is fn for x in mine)
-                args = {"qw": torch.empty(0, dtype=dtype if dtype != torch.float32 else dtype, device="meta"),
-                        "BK": d, "DV": d}
+                args = {"qw": torch.empty(0, dtype=dtype, device="meta"), "BK": d, "DV": d}
                 want = configs(cc, args)
                 assert [(x.num_warps, x.num_stages) for x in mine] == [(c.num_warps, c.num_stages) for c in want]
                 assert all(x.constexprs["C"] == tk.chunk_cap(dtype, d, d) for x in mine)
-            op = dtype if dtype != torch.float32 else torch.float32
             for x in launches:
                 sig = x.signature()  # every pointer the kernel takes has a declared dtype
                 assert all(v != "i32" for k, v in sig.items() if k in ("qw", "do", "hbuf", "o", "dqw"))
-                assert x.pointers["qw"] == op and x.pointers["hbuf"] == torch.float32
+                assert x.pointers["qw"] == dtype and x.pointers["hbuf"] == torch.float32
