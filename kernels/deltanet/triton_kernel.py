@@ -330,16 +330,17 @@ def deltanet_triton(q, k, v, beta, scale=None, chunk_size: int = 64):
 
 # -- offline compile test (kernels.compile_targets) -----------------------------------------------
 
-def compile_launches(cc: int, dtype: torch.dtype, head_dim: int) -> list[KernelLaunch]:
+def compile_launches(cc: int, dtype: torch.dtype, head_dim: int, chunk: int | None = None) -> list[KernelLaunch]:
     """Every launch ``deltanet_triton`` issues for ``dk = dv = head_dim`` and ``dtype`` on
-    ``sm_<cc>``, at the largest chunk it uses (:func:`chunk_cap`): the two forward kernels and
-    the two backward kernels.  None for float32 above :data:`FP32_MAX_DK` (refused before any
-    launch)."""
+    ``sm_<cc>``, at the largest chunk it uses (:func:`chunk_cap`; ``chunk``: a smaller power of
+    two >= 16 instead, as short sequences or a small ``chunk_size`` get): the two forward
+    kernels and the two backward kernels.  None for float32 above :data:`FP32_MAX_DK` (refused
+    before any launch)."""
     if dtype not in _LOW and head_dim > FP32_MAX_DK:
         return []
     op_dtype = dtype if dtype in _LOW else torch.float32
     bk = pow2_block(head_dim)
-    chunk = chunk_cap(dtype, head_dim, head_dim)
+    chunk = min(chunk or chunk_cap(dtype, head_dim, head_dim), chunk_cap(dtype, head_dim, head_dim))
     meta = torch.empty(0, dtype=op_dtype, device="meta")
     args = {"qw": meta, "do": meta, "BK": bk, "DV": head_dim, "C": chunk}
     const = {"C": chunk, "BK": bk, "DK": head_dim, "DV": head_dim, "PREC": _precision(op_dtype)}
