@@ -50,8 +50,17 @@ import triton
 import triton.language as tl
 
 from kernels.deltanet.fast import deltanet_prep
-from kernels.triton_utils import (KernelLaunch, UnsupportedHeadDim, check_head_dim, dot_precision, interpreting, launches_for,
-                                  on_device, pow2_block, tuned)
+from kernels.triton_utils import (
+    KernelLaunch,
+    UnsupportedHeadDim,
+    check_head_dim,
+    dot_precision,
+    interpreting,
+    launches_for,
+    on_device,
+    pow2_block,
+    tuned,
+)
 
 __all__ = ["DTYPES", "FP32_MAX_DK", "HEAD_DIMS", "block_v", "chunk_cap", "compile_launches", "deltanet_triton"]
 
@@ -161,7 +170,7 @@ def _delta_fwd_h_kernel(qw, u, kc, hbuf, dbuf,
     bh = tl.program_id(0).to(tl.int64)
     v0 = tl.program_id(1) * BV
     state = tl.zeros([BK, BV], dtype=tl.float32)  # S^T, this block's columns
-    for n in range(0, N):
+    for n in range(N):
         chunk = bh * N + n
         _st(hbuf + chunk * DK * DV, state, DK, DV, DV, 1, 0, v0, BK, BV)
         wn = _ld(qw + chunk * 2 * C * DK, 2 * C, DK, DK, 1, C, 0, C, BK)
@@ -202,7 +211,7 @@ def _delta_bwd_dh_kernel(qw, kc, qk, do, dhbuf, du,
     bh = tl.program_id(0).to(tl.int64)
     v0 = tl.program_id(1) * BV
     dstate = tl.zeros([BK, BV], dtype=tl.float32)  # gradient of S^T after the chunk
-    for it in range(0, N):
+    for it in range(N):
         chunk = bh * N + (N - 1 - it)
         _st(dhbuf + chunk * DK * DV, dstate, DK, DV, DV, 1, 0, v0, BK, BV)
         qtn = _ld(qw + chunk * 2 * C * DK, DK, 2 * C, 1, DK, 0, 0, BK, C)  # Q^T
@@ -262,7 +271,7 @@ class _DeltaCoreTriton(torch.autograd.Function):
         chunk = chunk2 // 2
         dv = u.shape[-1]
         qw, u, kc, qk = (_aligned(x, op_dtype) for x in (qw, u, kc, qk))
-        f32 = dict(device=qw.device, dtype=torch.float32)
+        f32 = {"device": qw.device, "dtype": torch.float32}
         out = torch.empty(bh, n, chunk, dv, **f32)
         hbuf = torch.empty(bh, n, dk, dv, **f32)
         dbuf = torch.empty(bh, n, chunk, dv, **f32)
@@ -285,7 +294,7 @@ class _DeltaCoreTriton(torch.autograd.Function):
         dv = hbuf.shape[-1]
         d_out = _aligned(d_out, qw.dtype)
         nv = triton.cdiv(dv, block_v(qw.dtype, dk, dv))
-        f32 = dict(device=qw.device, dtype=torch.float32)
+        f32 = {"device": qw.device, "dtype": torch.float32}
         dhbuf = torch.empty(hbuf.shape, **f32)
         d_u = torch.empty(dbuf.shape, **f32)
         d_qw = torch.empty(nv, *qw.shape, **f32)
