@@ -62,9 +62,11 @@ def _cfg(m: int, n: int, w: int, s: int) -> triton.Config:
 
 
 # (BLOCK_M, BLOCK_N, warps, stages) per (target, 16-bit?, padded head dim), chosen from
-# offline compiles: on sm80 (mma.sync, operands in registers) BLOCK_M = 128 spills at head
-# dim 128, so 64-row tiles with 8 warps; sm90 keeps FlashAttention-2's 128 x 64, 8 warps.
-# Head dim 256 is not offered: only 16-32 row tiles compile without spills there.
+# offline compiles (every one without spills): on sm80 (mma.sync, operands in registers)
+# BLOCK_M = 128 spills at head dim 128, so 64-row tiles with 8 warps; sm90 keeps
+# FlashAttention-2's 128 x 64 with 8 warps.  fp32 (3xTF32 dots split every operand in two)
+# needs small tiles, 16 x 16 at head dim 128.  Head dim 256 is not offered: only 16-32 row
+# tiles compile without spills there (too little work per program to be worth offering).
 _SMALL = (16, 32, 64)
 
 
@@ -79,23 +81,30 @@ def _table(rows):
 _FWD = _table({
     (90, True, _SMALL): [(128, 64, 8, 2), (128, 128, 8, 2)],
     (90, True, 128): [(128, 64, 8, 2), (128, 64, 8, 3)],
-    (80, True, _SMALL): [(128, 64, 8, 2), (128, 32, 8, 2)],
+    (80, True, 16): [(128, 64, 4, 3), (128, 128, 8, 2)],
+    (80, True, (32, 64)): [(128, 64, 8, 2), (128, 32, 8, 2)],
     (80, True, 128): [(64, 64, 8, 2), (32, 16, 4, 2)],
-    (90, False, _SMALL): [(64, 64, 8, 2), (64, 32, 4, 2)],
-    (90, False, 128): [(64, 32, 8, 2), (32, 32, 4, 2)],
-    (80, False, _SMALL): [(64, 64, 8, 2), (64, 32, 4, 2)],
-    (80, False, 128): [(64, 32, 8, 2), (32, 32, 4, 2)],
+    (90, False, (16, 64)): [(32, 32, 8, 2), (32, 16, 4, 2)],
+    (90, False, 32): [(32, 32, 8, 2), (64, 16, 8, 2)],
+    (80, False, (16, 32, 64)): [(32, 32, 8, 2), (32, 16, 4, 2)],
+    (90, False, 128): [(16, 16, 4, 2), (16, 16, 4, 1)],
+    (80, False, 128): [(16, 16, 4, 2), (16, 16, 4, 1)],
 })
 # dk/dv: BLOCK_N % BLOCK_M == 0
 _DKDV = _table({
     (90, True, _SMALL): [(32, 128, 8, 2), (32, 64, 4, 2)],
     (90, True, 128): [(32, 32, 4, 2), (16, 32, 4, 2)],
-    (80, True, _SMALL): [(32, 128, 8, 2), (32, 64, 8, 2)],
+    (80, True, (16, 64)): [(32, 128, 8, 2), (32, 64, 8, 2)],
+    (80, True, 32): [(64, 128, 8, 2), (32, 64, 8, 2)],
     (80, True, 128): [(32, 64, 8, 2), (16, 32, 4, 2)],
-    (90, False, _SMALL): [(32, 64, 8, 2), (32, 32, 4, 2)],
-    (90, False, 128): [(32, 32, 8, 2), (16, 32, 4, 2)],
-    (80, False, _SMALL): [(32, 64, 8, 2), (32, 32, 4, 2)],
-    (80, False, 128): [(32, 32, 8, 2), (16, 32, 4, 2)],
+    (90, False, 16): [(32, 32, 8, 2), (16, 32, 8, 2)],
+    (80, False, 16): [(32, 32, 8, 2), (32, 32, 4, 2)],
+    (90, False, 32): [(16, 32, 8, 2), (16, 32, 4, 2)],
+    (80, False, 32): [(16, 32, 8, 2), (16, 32, 4, 2)],
+    (90, False, 64): [(32, 32, 8, 2), (16, 32, 8, 2)],
+    (80, False, 64): [(32, 32, 8, 2), (32, 32, 4, 2)],
+    (90, False, 128): [(16, 16, 4, 2), (16, 16, 4, 1)],
+    (80, False, 128): [(16, 16, 4, 1), (16, 16, 8, 1)],
 })
 # dq: BLOCK_M % BLOCK_N == 0
 _DQ = _table({
@@ -103,10 +112,14 @@ _DQ = _table({
     (90, True, 128): [(128, 32, 8, 2), (32, 32, 4, 2)],
     (80, True, _SMALL): [(128, 32, 8, 2), (64, 32, 4, 2)],
     (80, True, 128): [(64, 64, 8, 2), (32, 32, 4, 2)],
-    (90, False, _SMALL): [(64, 32, 8, 2), (32, 32, 4, 2)],
-    (90, False, 128): [(64, 32, 8, 2), (32, 16, 4, 2)],
-    (80, False, _SMALL): [(64, 32, 8, 2), (32, 32, 4, 2)],
-    (80, False, 128): [(64, 32, 8, 2), (32, 16, 4, 2)],
+    (90, False, 16): [(32, 32, 8, 2), (32, 16, 8, 2)],
+    (80, False, 16): [(32, 32, 8, 2), (32, 16, 8, 2)],
+    (90, False, 32): [(32, 16, 8, 2), (32, 16, 4, 2)],
+    (80, False, 32): [(32, 32, 8, 2), (32, 16, 8, 2)],
+    (90, False, 64): [(32, 32, 8, 2), (32, 16, 8, 2)],
+    (80, False, 64): [(32, 32, 8, 2), (16, 16, 4, 2)],
+    (90, False, 128): [(16, 16, 8, 1), (16, 16, 2, 1)],
+    (80, False, 128): [(16, 16, 4, 1)],
 })
 
 
@@ -483,13 +496,14 @@ def fox_attention_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_
 
 
 # --------------------------------------------------------------------------- compile test
-def compile_launches(cc: int, dtype: torch.dtype, head_dim: int) -> list[KernelLaunch]:
-    """Every launch (forward, dk/dv, dq; with the gate, the heavier variant) with each config
-    the autotuner may pick on ``sm_<cc>`` for ``dtype`` and ``head_dim``."""
+def compile_launches(cc: int, dtype: torch.dtype, head_dim: int, *, gate: bool = True) -> list[KernelLaunch]:
+    """Every launch (forward, dk/dv, dq) with each config the autotuner may pick on ``sm_<cc>``
+    for ``dtype`` and ``head_dim``; with the gate (FoX), or without (``gate=False``: plain
+    softmax attention, :func:`kernels.softmax_attention.triton_kernel.compile_launches`)."""
     d_pad = pow2_block(head_dim)
     meta = torch.empty(0, dtype=dtype, device="meta")
     args = {"Q": meta, "BLOCK_D": d_pad}
-    const = {"HAS_GATE": True, "BLOCK_D": d_pad, "PRECISION": _precision(dtype), "EVEN_D": d_pad == head_dim}
+    const = {"HAS_GATE": gate, "BLOCK_D": d_pad, "PRECISION": _precision(dtype), "EVEN_D": d_pad == head_dim}
     f32 = torch.float32
     io = dict.fromkeys(("Q", "K", "V", "O", "DO", "DQ", "DK", "DV"), dtype)
     rows = dict.fromkeys(("HI", "LO", "LSE", "DELTA", "DC"), f32)
