@@ -33,8 +33,8 @@ fp32.  Plain ``tl.dot`` only (no Hopper-only features), so one source serves sm8
 
 Configs (:func:`kernels.triton_utils.tuned`): per target (sm80 / sm90), input width
 (16-bit / fp32) and padded head dim (16, 32, 64, 128) a short list of
-``(BLOCK_M, BLOCK_N, warps, stages)`` candidates, autotuned on CUDA per ``(T, head dim,
-gate, dtype)``; every one is compiled offline and fits its target's shared memory without
+``(BLOCK_M, BLOCK_N, warps, stages)`` candidates (a few differ without the gate),
+autotuned on CUDA per ``(T, head dim, gate, dtype)``; every one is compiled offline and fits its target's shared memory without
 register spills (``python -m kernels.compile_targets --ops fox``).  Constraints kept:
 forward and dq need ``BLOCK_M % BLOCK_N == 0``, dk/dv needs ``BLOCK_N % BLOCK_M == 0``
 (so only the diagonal block needs the causal mask).  Under ``TRITON_INTERPRET=1`` one small
@@ -123,21 +123,32 @@ _DQ = _table({
 })
 
 
-def _lookup(table, cc, args):
-    half = args["Q"].dtype != torch.float32
-    return [_cfg(*c) for c in table[(cc, half, int(args["BLOCK_D"]))]]
+# without the gate (plain softmax) ptxas allocates differently, and these cases spilled
+_NO_GATE = {
+    ("dkdv", 80, True, 16): [(32, 128, 4, 2), (32, 64, 8, 2)],
+    ("dq", 80, True, 128): [(64, 32, 8, 2), (32, 32, 4, 2)],
+    ("dq", 80, False, 128): [(16, 16, 8, 2)],
+    ("dq", 90, False, 64): [(32, 32, 8, 2), (16, 16, 4, 2)],
+    ("dq", 90, False, 128): [(16, 16, 8, 1)],
+}
+
+
+def _lookup(kernel, table, cc, args):
+    key = (cc, args["Q"].dtype != torch.float32, int(args["BLOCK_D"]))
+    cands = table[key] if args["HAS_GATE"] else _NO_GATE.get((kernel, *key), table[key])
+    return [_cfg(*c) for c in cands]
 
 
 def _fwd_configs(cc, args):
-    return _lookup(_FWD, cc, args)
+    return _lookup("fwd", _FWD, cc, args)
 
 
 def _dkdv_configs(cc, args):
-    return _lookup(_DKDV, cc, args)
+    return _lookup("dkdv", _DKDV, cc, args)
 
 
 def _dq_configs(cc, args):
-    return _lookup(_DQ, cc, args)
+    return _lookup("dq", _DQ, cc, args)
 
 
 _KEY = ["T", "BLOCK_D", "HAS_GATE"]
@@ -502,7 +513,7 @@ def compile_launches(cc: int, dtype: torch.dtype, head_dim: int, *, gate: bool =
     softmax attention, :func:`kernels.softmax_attention.triton_kernel.compile_launches`)."""
     d_pad = pow2_block(head_dim)
     meta = torch.empty(0, dtype=dtype, device="meta")
-    args = {"Q": meta, "BLOCK_D": d_pad}
+    args = {"Q": meta, "BLOCK_D": d_pad, "HAS_GATE": gate}
     const = {"HAS_GATE": gate, "BLOCK_D": d_pad, "PRECISION": _precision(dtype), "EVEN_D": d_pad == head_dim}
     f32 = torch.float32
     io = dict.fromkeys(("Q", "K", "V", "O", "DO", "DQ", "DK", "DV"), dtype)
