@@ -11,6 +11,16 @@ instead of ~10 elementwise torch kernels.  The backward is the transpose, also o
 to ``[B, T, H]`` happens in torch, whose autograd sums that gradient back to gamma's shape.
 The cos/sin tables come from ``kernels.rope.rope_angles`` (float64 angles, as in
 ``apply_rope``), so both paths rotate identically.
+
+Precision: elementwise, computed in fp32 whatever the input dtype (fp16/bf16/fp32); y and
+dx are stored in the input dtype, the gamma gradient in fp32.  No ``tl.dot``.
+
+Configs (:func:`kernels.triton_utils.tuned`): one program covers ``BLOCK_T`` positions of
+one batch-head and the whole (padded) half head dim; ``BLOCK_T`` and the warps are
+autotuned per target among tiles of 2048 / 1024 / 4096 elements per half (4, 2 and 8
+warps), each compiled offline without spills (``python -m kernels.compile_targets --ops
+momentum``).  Under ``TRITON_INTERPRET=1`` the time block is 16, so small tests cross block
+boundaries (``x_{t-1}`` and ``dz_{t+1}`` are read from the neighbouring block).
 """
 
 from __future__ import annotations
@@ -21,9 +31,25 @@ import triton.language as tl
 
 from kernels.rope import rope_angles
 from kernels.softmax_attention import softmax_attention
-from kernels.triton_utils import interpreting, on_device
+from kernels.triton_utils import KernelLaunch, check_head_dim, launches_for, on_device, tuned
+
+HEAD_DIMS = (16, 32, 64, 128, 256)
+DTYPES = ("bf16", "fp16", "fp32")
 
 
+def _configs(cc, args):
+    """Tiles of 2048 / 1024 / 4096 elements per half head dim on 4 / 2 / 8 warps (each thread
+    holds 16 per live tile; sm80 and sm90 alike: the kernel is bandwidth bound).  1024 on 4
+    warps is not offered: ptxas spills it for fp16 on sm90."""
+    half = int(args["BLOCK_HALF"])
+    return [triton.Config({"BLOCK_T": max(1, n // half)}, num_warps=w, num_stages=1)
+            for n, w in ((2048, 4), (1024, 2), (4096, 8))]
+
+
+_INTERPRET = triton.Config({"BLOCK_T": 16}, num_warps=1, num_stages=1)
+
+
+@tuned(_configs, interpret=_INTERPRET, key=["T", "BLOCK_HALF"])
 @triton.jit
 def _shear_rope_fwd_kernel(X, G, COS, SIN, Y, stride_xb, stride_xt, stride_xh,
                            stride_gb, stride_gt, stride_gh, H, T, HALF,
@@ -64,6 +90,7 @@ def _rope_t(DY, COS, SIN, off, cs_off, m, HALF):
     return dy1 * c + dy2 * s, dy2 * c - dy1 * s
 
 
+@tuned(_configs, interpret=_INTERPRET, key=["T", "BLOCK_HALF"])
 @triton.jit
 def _shear_rope_bwd_kernel(X, G, COS, SIN, DY, DX, DG, stride_xb, stride_xt, stride_xh,
                            stride_gb, stride_gt, stride_gh, H, T, HALF,
@@ -103,15 +130,8 @@ def _shear_rope_bwd_kernel(X, G, COS, SIN, DY, DX, DG, stride_xb, stride_xt, str
 
 
 
-def _launch_cfg(t: int, half: int) -> tuple[int, int, int, tuple[int]]:
-    """(BLOCK_T, BLOCK_HALF, num_warps, time grid): tiles of about 2048 elements per half
-    (each thread of 4 warps then holds ~16 per live tile; larger tiles spill registers at
-    head_dim 128).  Under the interpreter the time block is 16, so that small tests cross
-    block boundaries (x_{t-1} and dz_{t+1} are read from the neighbouring block)."""
-    block_half = max(1, triton.next_power_of_2(half))
-    cap = 16 if interpreting() else max(1, 2048 // block_half)
-    block_t = max(1, min(triton.next_power_of_2(t), cap))
-    return block_t, block_half, 4, (triton.cdiv(t, block_t),)
+def _grid(t: int, bh: int):
+    return lambda META: (triton.cdiv(t, META["BLOCK_T"]), bh)
 
 
 def _gamma_bth(gamma, x: torch.Tensor) -> torch.Tensor:
@@ -142,12 +162,11 @@ class _ShearRope(torch.autograd.Function):
         x = x.contiguous()
         g32 = g_full  # fp32 [B, T, H], possibly with zero strides
         y = torch.empty_like(x)
-        block_t, block_half, nw, grid_t = _launch_cfg(t, d // 2)
         with on_device(x):
-            _shear_rope_fwd_kernel[grid_t + (b * h,)](
+            _shear_rope_fwd_kernel[_grid(t, b * h)](
                 x, g32, cos, sin, y, x.stride(0), x.stride(1), x.stride(2),
                 g32.stride(0), g32.stride(1), g32.stride(2), h, t, d // 2,
-                BLOCK_T=block_t, BLOCK_HALF=block_half, num_warps=nw)
+                BLOCK_HALF=triton.next_power_of_2(d // 2))
         ctx.save_for_backward(x, g32, cos, sin)
         return y
 
@@ -160,18 +179,18 @@ class _ShearRope(torch.autograd.Function):
             dy = torch.empty_like(x).copy_(dy)
         dx = torch.empty_like(x)
         dg = torch.empty(b, t, h, device=x.device, dtype=torch.float32)
-        block_t, block_half, nw, grid_t = _launch_cfg(t, d // 2)
         with on_device(x):
-            _shear_rope_bwd_kernel[grid_t + (b * h,)](
+            _shear_rope_bwd_kernel[_grid(t, b * h)](
                 x, g32, cos, sin, dy, dx, dg, x.stride(0), x.stride(1), x.stride(2),
                 g32.stride(0), g32.stride(1), g32.stride(2), h, t, d // 2,
-                BLOCK_T=block_t, BLOCK_HALF=block_half, num_warps=nw)
+                BLOCK_HALF=triton.next_power_of_2(d // 2))
         return dx, (dg if ctx.needs_input_grad[1] else None), None, None
 
 
 def shear_rope_triton(x: torch.Tensor, gamma, rope_base: float = 10000.0) -> torch.Tensor:
     """``RoPE(shear(x, gamma))`` in one kernel; ``x`` is ``[B, T, H, D]`` with D even."""
     b, t, h, d = x.shape
+    check_head_dim("momentum_attention", d, HEAD_DIMS)
     if d % 2:
         raise ValueError(f"RoPE needs an even head_dim, got {d}")
     g_full = _gamma_bth(gamma, x)
@@ -182,6 +201,21 @@ def shear_rope_triton(x: torch.Tensor, gamma, rope_base: float = 10000.0) -> tor
 def momentum_attention_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gamma,
                               scale: float | None = None, rope_base: float = 10000.0) -> torch.Tensor:
     """Momentum attention: fused shear + RoPE on q and k (Triton), then SDPA."""
+    check_head_dim("momentum_attention", q.shape[-1], HEAD_DIMS)
     qs = shear_rope_triton(q, gamma, rope_base)
     ks = shear_rope_triton(k, gamma, rope_base)
     return softmax_attention(qs, ks, v, scale=scale)
+
+
+def compile_launches(cc: int, dtype: torch.dtype, head_dim: int) -> list[KernelLaunch]:
+    """The forward and backward shear + RoPE launches with each config the autotuner may pick
+    on ``sm_<cc>`` (x in ``dtype``; gamma, cos, sin and the gamma gradient in fp32)."""
+    half = triton.next_power_of_2(head_dim // 2)
+    f32 = torch.float32
+    const = {"BLOCK_HALF": half}
+    args = {"BLOCK_HALF": half}
+    return (launches_for("shear_rope_fwd", _shear_rope_fwd_kernel, _configs, cc, args,
+                         pointers={"X": dtype, "G": f32, "COS": f32, "SIN": f32, "Y": dtype}, constexprs=const)
+            + launches_for("shear_rope_bwd", _shear_rope_bwd_kernel, _configs, cc, args,
+                           pointers={"X": dtype, "G": f32, "COS": f32, "SIN": f32, "DY": dtype, "DX": dtype,
+                                     "DG": f32}, constexprs=const))

@@ -102,7 +102,10 @@ def test_interpreter_tests_in_subprocess(tmp_path):
 def test_kernels_are_interpreted():
     from triton.runtime.interpreter import InterpretedFunction
 
-    assert isinstance(tk._fox_fwd_kernel, InterpretedFunction)
+    # the kernels are tuned (triton.autotune) wrappers around the interpreted functions
+    for fn in (tk._fox_fwd_kernel, tk._fox_bwd_dkdv_kernel, tk._fox_bwd_dq_kernel, la_tk._la_state_kernel,
+               la_tk._la_fwd_kernel, mo_tk._shear_rope_fwd_kernel):
+        assert isinstance(fn.fn, InterpretedFunction)
 
 
 def make_inputs(b, t, h, d, dtype, seed=0, gate_bias=1.0):
@@ -125,20 +128,67 @@ def check_against_reference(fn, ref_fn, inputs, atol, rtol):
         torch.testing.assert_close(a.double(), b, atol=atol, rtol=rtol, msg=f"grad of input {i}")
 
 
-# (2, 37, 2, 16): T not a multiple of any block (16/32); (1, 64, 1, 24): head dim padded
-# to 32; (1, 1, 2, 16): a single position.
+# Under the interpreter the blocks are 16 (forward, dq rows; dk/dv rows) and 32 (dk/dv
+# columns), so: (2, 37, 3, 16): batch and heads > 1 (3 heads, so a batch/head mix-up in the
+# [B*H, T] gate rows shows), T not a multiple of any block, three query blocks walked in
+# reverse; (1, 64, 1, 24): head dim padded to 32, full blocks only; (2, 1, 2, 16): a single
+# position; (2, 50, 2, 32): four query blocks, two key blocks with a ragged tail.
 @in_interpreter
-@pytest.mark.parametrize("shape", [(2, 37, 2, 16), (1, 64, 1, 24), (1, 1, 2, 16)])
+@pytest.mark.parametrize("shape", [(2, 37, 3, 16), (1, 64, 1, 24), (2, 1, 2, 16), (2, 50, 2, 32)])
 def test_fox_triton_fp32(shape):
     check_against_reference(tk.fox_attention_triton, fox_attention_ref,
                             make_inputs(*shape, torch.float32), atol=2e-5, rtol=1e-4)
 
 
 @in_interpreter
-def test_fox_triton_fp16():
-    inputs = make_inputs(2, 37, 2, 16, torch.float16)
+@pytest.mark.parametrize("shape", [(2, 37, 3, 16), (2, 1, 2, 16)])
+def test_fox_triton_fp16(shape):
+    inputs = make_inputs(*shape, torch.float16)
     check_against_reference(tk.fox_attention_triton, fox_attention_ref, inputs,
                             atol=2e-2, rtol=2e-2)
+
+
+def extreme_gates(b, t, h, seed=2):
+    """log_f with exact zeros (no forgetting) and -30 (forget everything before) mixed with
+    ordinary values: whole rows of zeros, single -30 spikes, and a run of -30s."""
+    g = torch.Generator().manual_seed(seed)
+    log_f = F.logsigmoid(torch.randn(b, t, h, generator=g, dtype=torch.float64) + 1.0)
+    log_f[:, :, 0] = 0.0  # head 0: plain softmax attention through the gate code
+    log_f[0, t // 3, 1:] = -30.0
+    log_f[-1, t // 2: t // 2 + 5, -1] = -30.0
+    log_f[0, 2 * t // 3:, 1:] = 0.0
+    return log_f.float()
+
+
+@in_interpreter
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 2e-5), (torch.float16, 2e-2)])
+def test_fox_triton_extreme_gates(dtype, tol):
+    q, k, v, _ = make_inputs(2, 45, 3, 16, dtype, seed=3)
+    log_f = extreme_gates(2, 45, 3).requires_grad_()
+    check_against_reference(tk.fox_attention_triton, fox_attention_ref, [q, k, v, log_f],
+                            atol=tol, rtol=max(tol, 1e-4))
+
+
+@in_interpreter
+def test_fox_triton_strided_inputs():
+    """q, k, v as non-contiguous views of one fused projection (the wrapper copies them)."""
+    g = torch.Generator().manual_seed(4)
+    qkv = torch.randn(2, 29, 2, 3, 16, generator=g)
+    q, k, v = (x.detach().requires_grad_() for x in qkv.unbind(3))
+    log_f = F.logsigmoid(torch.randn(2, 29, 2, generator=g)).requires_grad_()
+    check_against_reference(tk.fox_attention_triton, fox_attention_ref, [q, k, v, log_f],
+                            atol=2e-5, rtol=1e-4)
+
+
+@in_interpreter
+def test_unsupported_head_dim_raises():
+    from kernels.triton_utils import UnsupportedHeadDim
+
+    x = torch.zeros(1, 4, 1, 256)
+    with pytest.raises(UnsupportedHeadDim, match="head_dim 256"):
+        tk.fox_attention_triton(x, x, x, torch.zeros(1, 4, 1))
+    with pytest.raises(UnsupportedHeadDim):
+        sm_tk.softmax_attention_triton(x, x, x)
 
 
 @in_interpreter
@@ -150,10 +200,11 @@ def test_fox_triton_custom_scale_and_strong_gates():
 
 
 @in_interpreter
-def test_softmax_triton_fp32():
-    q, k, v, _ = make_inputs(2, 37, 2, 16, torch.float32)
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 2e-5), (torch.float16, 2e-2)])
+def test_softmax_triton(dtype, tol):
+    q, k, v, _ = make_inputs(2, 37, 3, 16, dtype)
     check_against_reference(sm_tk.softmax_attention_triton, softmax_attention_ref, [q, k, v],
-                            atol=2e-5, rtol=1e-4)
+                            atol=tol, rtol=max(tol, 1e-4))
 
 
 @in_interpreter

@@ -82,8 +82,9 @@ def shear_rope_case(b, t, h, d, dtype, seed):
     ref_grads = torch.autograd.grad(ref, [x64, g64], cot.double())
     return report_of(y, ref, grads, ref_grads, [x, gamma, x], dtype)
 
-report = {"interpreted": isinstance(tk._shear_rope_fwd_kernel, InterpretedFunction)
-                        and isinstance(tk._shear_rope_bwd_kernel, InterpretedFunction),
+# the kernels are tuned (triton.autotune) wrappers around the interpreted functions
+report = {"interpreted": isinstance(tk._shear_rope_fwd_kernel.fn, InterpretedFunction)
+                        and isinstance(tk._shear_rope_bwd_kernel.fn, InterpretedFunction),
           "cases": {}}
 C = report["cases"]
 for kind, h in (("float", 2), ("scalar", 2), ("per_head", 3), ("per_position", 3)):
@@ -95,6 +96,12 @@ C["b2_t32_h2_d24_scalar_scale_base"] = case(2, 32, 2, 24, "scalar", seed=4, scal
 C["b2_t20_h2_strided_per_head"] = case(2, 20, 2, 16, "per_head", seed=5, strided=True)
 C["shear_rope_fp32_t37"] = shear_rope_case(2, 37, 2, 12, torch.float32, seed=6)
 C["shear_rope_fp16_t37"] = shear_rope_case(2, 37, 2, 32, torch.float16, seed=7)
+try:  # an unsupported head dim is refused before any launch
+    x = torch.zeros(1, 4, 1, 512)
+    tk.momentum_attention_triton(x, x, x, 0.5)
+    report["head_dim_512"] = "accepted"
+except Exception as e:
+    report["head_dim_512"] = type(e).__name__
 print("REPORT" + json.dumps(report))
 """
 
@@ -124,6 +131,10 @@ def test_ran_interpreted_and_every_case(report):
     for name, errs in report["cases"].items():
         assert errs["dtype_ok"] and errs["shape_ok"] and errs["grad_shapes_ok"], name
         assert errs["out"][1] > 0.5, name  # the comparison is not vacuous
+
+
+def test_unsupported_head_dim_is_refused(report):
+    assert report["head_dim_512"] == "UnsupportedHeadDim"
 
 
 # batch 2, heads > 1; T = 37 (three interpreter blocks of 16, ragged tail), T = 32 (two
