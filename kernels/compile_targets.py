@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-OPS = ("fox", "path", "deltanet", "linear_attention", "momentum")
+OPS = ("fox", "softmax_attention", "path", "deltanet", "linear_attention", "momentum")
 TARGETS = (80, 90)
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 HEAD_DIMS = (16, 32, 64, 128, 256)

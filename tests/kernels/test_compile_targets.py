@@ -86,7 +86,7 @@ def test_an_oversized_launch_is_reported_as_not_fitting():
     assert r.shared > SHARED_LIMIT[90] and not r.fits
 
 
-@pytest.mark.parametrize("op", ["fox", "path", "deltanet", "linear_attention", "momentum"])
+@pytest.mark.parametrize("op", ct.OPS)
 def test_an_unsupported_head_dim_is_refused_at_dispatch_with_the_fix(op):
     import torch
 
@@ -99,11 +99,13 @@ def test_an_unsupported_head_dim_is_refused_at_dispatch_with_the_fix(op):
     g = torch.full((b, t, h), 0.5)
     call = {
         "fox": lambda f: f(q, q, q, -g),
+        "softmax_attention": lambda f: f(q, q, q),
         "path": lambda f: f(q, q, q, q, g),
         "deltanet": lambda f: f(q, q, q, g),
         "linear_attention": lambda f: f(q, q, q),
         "momentum": lambda f: f(q, q, q, 0.5),
     }[op]
-    entry = kernels.registry.get_kernel({"linear_attention": "linear"}.get(op, op), "triton")
+    entry = kernels.registry.get_kernel({"linear_attention": "linear", "softmax_attention": "softmax"}.get(op, op),
+                                        "triton")
     with pytest.raises(UnsupportedHeadDim, match=rf"head_dim {d} is not supported .*ARCHBENCH_KERNELS=torch"):
         call(entry.fn)
