@@ -164,6 +164,29 @@ def markdown(rows: list[Resources]) -> str:
     return "\n".join(lines)
 
 
+def summary(rows: list[Resources], dtype: str = "bf16", head_dims: tuple[int, ...] = (64, 128)) -> str:
+    """One line per kernel: for each target x head dim, the largest shared memory and register
+    count over its configs and the largest spill (``KiB / regs / spill bytes``)."""
+    cols = [(cc, d) for cc in TARGETS for d in head_dims]
+    kernels: dict[tuple[str, str], dict[tuple[int, int], list[Resources]]] = {}
+    for r in rows:
+        if r.dtype == dtype and r.head_dim in head_dims:
+            kernels.setdefault((r.op, r.kernel), {}).setdefault((r.target, r.head_dim), []).append(r)
+    head = "| op | kernel | " + " | ".join(f"sm{cc} d{d}" for cc, d in cols) + " |"
+    lines = [head, "|---|---|" + "---:|" * len(cols)]
+    for (op, kernel), cells in kernels.items():
+        out = []
+        for col in cols:
+            rs = cells.get(col)
+            if not rs:
+                out.append("-")
+                continue
+            spill = max(max(r.spill_stores, r.spill_loads) for r in rs)
+            out.append(f"{max(r.shared for r in rs) / 1024:.0f} / {max(r.registers for r in rs)} / {spill}")
+        lines.append(f"| {op} | {kernel} | " + " | ".join(out) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kernels.compile_targets", description=__doc__.splitlines()[0])
     parser.add_argument("--ops", nargs="+", default=list(OPS), choices=OPS)
@@ -171,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtypes", nargs="+", default=list(DTYPES), choices=list(DTYPES))
     parser.add_argument("--head-dims", nargs="+", type=int, default=list(HEAD_DIMS))
     parser.add_argument("--json", type=Path, help="also write every row to this file")
+    parser.add_argument("--markdown", type=Path, help="also write the full table (markdown) to this file")
     args = parser.parse_args(argv)
     os.environ.pop("TRITON_INTERPRET", None)
     rows, bad = [], []
@@ -183,9 +207,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{op:16s} {r.kernel:22s} sm{cc} {dtype} d{d:<4d} {r.config:40s} shared {r.shared / 1024:6.1f} KiB  "
                   f"regs {r.registers:3d}  spills {r.spill_stores}/{r.spill_loads}  {r.seconds:.1f}s"
                   + ("" if r.fits else "  DOES NOT FIT"), flush=True)
-    print(markdown(rows))
+    print(summary(rows))
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1))
+    if args.markdown:
+        args.markdown.write_text(markdown(rows) + "\n")
     return 1 if bad else 0
 
 
