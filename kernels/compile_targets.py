@@ -137,6 +137,13 @@ def supported(op: str) -> tuple[tuple[int, ...], tuple[str, ...]]:
     return dims, dtypes
 
 
+def head_dims_for(op: str, dtype: str) -> tuple[int, ...]:
+    """The head dims an op's Triton kernels support in ``dtype`` (``HEAD_DIMS_BY_DTYPE`` where
+    a dtype has fewer, e.g. DeltaNet's fp32 state at 256 does not fit in registers)."""
+    mod = module(op)
+    return tuple(getattr(mod, "HEAD_DIMS_BY_DTYPE", {}).get(dtype, supported(op)[0]))
+
+
 def launches(op: str, cc: int, dtype: str, head_dim: int):
     return module(op).compile_launches(cc, DTYPES[dtype], head_dim)
 
@@ -144,13 +151,13 @@ def launches(op: str, cc: int, dtype: str, head_dim: int):
 def matrix(ops=OPS, targets=TARGETS, dtypes=tuple(DTYPES), head_dims=HEAD_DIMS):
     """Every ``(op, target, dtype, head_dim)`` the ops support, in a stable order."""
     for op in ops:
-        dims, kinds = supported(op)
+        _, kinds = supported(op)
         for cc in targets:
             for dtype in dtypes:
                 if dtype not in kinds:
                     continue
                 for d in head_dims:
-                    if d in dims:
+                    if d in head_dims_for(op, dtype):
                         yield op, cc, dtype, d
 
 

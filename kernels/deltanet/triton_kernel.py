@@ -62,10 +62,12 @@ from kernels.triton_utils import (
     tuned,
 )
 
-__all__ = ["DTYPES", "FP32_MAX_DK", "HEAD_DIMS", "block_v", "chunk_cap", "compile_launches", "deltanet_triton"]
+__all__ = ["DTYPES", "FP32_MAX_DK", "HEAD_DIMS", "HEAD_DIMS_BY_DTYPE", "block_v", "chunk_cap", "compile_launches", "deltanet_triton"]
 
 HEAD_DIMS = (16, 32, 64, 128, 256)
 FP32_MAX_DK = 128  # a [256, BV] float32 state with tf32x3 dots spills at any BV / warps
+# the head dims per dtype where they differ from HEAD_DIMS (read by kernels.compile_targets)
+HEAD_DIMS_BY_DTYPE = {"fp32": tuple(d for d in HEAD_DIMS if d <= FP32_MAX_DK)}
 DTYPES = ("bf16", "fp16", "fp32")
 
 _INTERPRET_BV = 16
