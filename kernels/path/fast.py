@@ -125,13 +125,17 @@ def to_chunk_pairs(x: torch.Tensor, y: torch.Tensor, n_chunks: int, chunk: int,
     return xy.reshape(b * h, n_chunks, 2 * chunk, d)
 
 
-def path_prep(q, k, w, beta, log_f, scale: float, chunk: int, ws: Workspace | None = None):
+def path_prep(q, k, w, beta, log_f, scale: float, chunk: int, ws: Workspace | None = None, *,
+              low_rank: bool = False):
     """Intra-chunk part of PaTH, differentiable by autograd.
 
     Returns ``qh, kh`` (``[BH, N, C, D]``, ``qh`` already scaled), ``P`` (``[BH, N, D, D]``),
     ``s_diag`` (``[BH, N, C, C]`` intra-chunk logits incl. scale and gate, not yet masked)
     and ``c`` (``[BH, N*C]`` cumulative log gate, or ``None``).  With a :class:`Workspace`
-    (no-grad calls only) every large temporary and result lives in its buffers.
+    (no-grad calls only) every large temporary and result lives in its buffers.  With
+    ``low_rank`` (no workspace) ``P`` is replaced by ``W, W2 = A W`` (both ``[BH, N, C, D]``,
+    ``P = I - W^T W2``), the form the Triton core applies as a rank-``C`` update; the ``D x D``
+    product is never formed.
     """
     b, t, h, d = q.shape
     n = math.ceil(t / chunk)
@@ -141,7 +145,7 @@ def path_prep(q, k, w, beta, log_f, scale: float, chunk: int, ws: Workspace | No
         return None if ws is None else ws.get(name, shape, q)
 
     # [w ; q] and [w ; k] chunk by chunk, each built with one copy: [BH, N, 2C, D]
-    qs = q * scale if ws is None else torch.mul(q, scale, out=buf("qs", b, t, h, d))
+    qs = torch.mul(q, scale, out=buf("qs", b, t, h, d))
     wq = to_chunk_pairs(w, qs, n, chunk, out=buf("wq", bh, n, 2 * chunk, d))
     wk_rows = to_chunk_pairs(w, k, n, chunk, out=buf("wk", bh, n, 2 * chunk, d))
     wc, qc = wq.split(chunk, dim=-2)
@@ -162,34 +166,38 @@ def path_prep(q, k, w, beta, log_f, scale: float, chunk: int, ws: Workspace | No
     else:
         diag = buf("diag", bh, n, chunk, chunk).zero_()
         diag.diagonal(dim1=-2, dim2=-1).copy_(bc)
+        # into a column-major buffer, the layout LAPACK writes: a row-major ``out`` takes another
+        # route and rounds differently from the autograd path
         a = torch.linalg.solve_triangular(torch.mul(ww, bc[..., :, None], out=buf("wwb", bh, n, chunk, chunk)),
-                                          diag, upper=False, unitriangular=True, out=buf("a", bh, n, chunk, chunk))
+                                          diag, upper=False, unitriangular=True, out=buf("a", bh, n, chunk, chunk).mT)
     # X = [A W | A wk];  [tril(Q W^T) ; W^T] X gives every correction term at once
     if ws is None:
         rhs = torch.cat([wc, torch.tril(wk, -1)], dim=-1)           # wk: (w_r . k_j), r > j
-        lhs = torch.cat([torch.tril(qw), wc.mT], dim=-2)            # qw: (q_i . w_s), s <= i
     else:
         rhs = buf("rhs", bh, n, chunk, d + chunk)
         rhs[..., :d].copy_(wc)
         rhs[..., d:].copy_(wk).tril_(-1)
-        lhs = buf("lhs", bh, n, chunk + d, chunk)
-        lhs[..., :chunk, :].copy_(qw).tril_()
-        lhs[..., chunk:, :].copy_(wc.mT)
     x = _mm(a, rhs, ws, "x")
-    z_q, z_w = _mm(lhs, x, ws, "z").split([chunk, d], dim=-2)
-    qa_w, qa_wk = z_q.split([d, chunk], dim=-1)
-    wt_aw, wt_awk = z_w.split([d, chunk], dim=-1)
-    eye = torch.eye(d, dtype=q.dtype, device=q.device)
-    if ws is None:
-        qh = qc - qa_w
-        s_diag = qk - qa_wk
-        p_mat = eye - wt_aw
-        kh = kc - wt_awk.mT
+    if low_rank:  # W and W2 = A W instead of the D x D transition: I - W^T W2, applied as a rank-C update
+        qa_w, qa_wk = (torch.tril(qw) @ x).split([d, chunk], dim=-1)
+        w2, awk = x.split([d, chunk], dim=-1)
+        qh, s_diag, kh = qc - qa_w, qk - qa_wk, kc - awk.mT @ wc
+        transition: tuple[torch.Tensor, ...] = (wc, w2)
     else:
-        qh = torch.sub(qc, qa_w, out=buf("qh", bh, n, chunk, d))
+        if ws is None:
+            lhs = torch.cat([torch.tril(qw), wc.mT], dim=-2)        # qw: (q_i . w_s), s <= i
+        else:
+            lhs = buf("lhs", bh, n, chunk + d, chunk)
+            lhs[..., :chunk, :].copy_(qw).tril_()
+            lhs[..., chunk:, :].copy_(wc.mT)
+        z_q, z_w = _mm(lhs, x, ws, "z").split([chunk, d], dim=-2)
+        qa_w, qa_wk = z_q.split([d, chunk], dim=-1)
+        wt_aw, wt_awk = z_w.split([d, chunk], dim=-1)
+        eye = torch.eye(d, dtype=q.dtype, device=q.device)
+        qh = torch.sub(qc, qa_w, out=buf("qh", bh, n, chunk, d))   # (out=None: a new tensor)
         s_diag = torch.sub(qk, qa_wk, out=buf("s_diag", bh, n, chunk, chunk))
-        p_mat = torch.sub(eye, wt_aw, out=buf("p_mat", bh, n, d, d))
         kh = torch.sub(kc, wt_awk.mT, out=buf("kh", bh, n, chunk, d))
+        transition = (torch.sub(eye, wt_aw, out=buf("p_mat", bh, n, d, d)),)
 
     c = None
     if log_f is not None:
@@ -199,7 +207,7 @@ def path_prep(q, k, w, beta, log_f, scale: float, chunk: int, ws: Workspace | No
             s_diag = s_diag + (cc[..., :, None] - cc[..., None, :])
         else:  # the difference first, as above: c is large where the gate has decayed far
             s_diag.add_(torch.sub(cc[..., :, None], cc[..., None, :], out=buf("gate", bh, n, chunk, chunk)))
-    return qh, kh, p_mat, s_diag, c
+    return (qh, kh, *transition, s_diag, c)
 
 
 def _causal_mask(chunk: int, device) -> torch.Tensor:
