@@ -164,11 +164,9 @@ def check_device(device: str, where: str = "config") -> None:
 def check_kernels(arch_kernels: str | None, device: str, where: str = "config") -> None:
     """Refuse a kernel mode this machine cannot run: a bad ``$ARCHBENCH_KERNELS``, or ``triton``
     where nothing can run Triton (no CUDA device for the run and no ``TRITON_INTERPRET=1``)."""
-    import os
-
     import torch
 
-    from kernels.dispatch import ENV_VAR, HAS_TRITON, kernel_mode
+    from kernels.dispatch import ENV_VAR, HAS_TRITON, interpreter_on, kernel_mode
 
     try:
         mode = arch_kernels or kernel_mode()
@@ -180,7 +178,7 @@ def check_kernels(arch_kernels: str | None, device: str, where: str = "config") 
     if not HAS_TRITON:
         raise UserError(f"invalid {where}: {source} but Triton is not installed; install triton, or use auto or torch")
     on_gpu = device in ("cuda", "auto") and torch.cuda.is_available()
-    if not on_gpu and os.environ.get("TRITON_INTERPRET") != "1":
+    if not on_gpu and not interpreter_on():
         raise UserError(f"invalid {where}: {source} needs a CUDA device for the run, or TRITON_INTERPRET=1 to "
                         f"interpret the Triton kernels on the CPU (slow; for tests); or use auto or torch")
 

@@ -66,12 +66,8 @@ class Resources:
 
 def _ptxas(cc: int) -> str:
     """The ``ptxas`` Triton itself assembles ``sm_<cc>`` code with (a newer one from sm90 on)."""
-    import triton
+    from triton.backends.nvidia.compiler import get_ptxas
 
-    try:
-        from triton.backends.nvidia.compiler import get_ptxas
-    except ImportError:  # older layouts: one ptxas for every target
-        return triton.knobs.nvidia.ptxas.path
     return get_ptxas(cc).path
 
 

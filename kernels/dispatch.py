@@ -50,7 +50,7 @@ import torch
 from archbench.registry import load_target
 
 __all__ = ["HAS_TRITON", "KERNEL_MODES", "Dispatch", "KernelFallbackWarning", "KernelPathError", "check_inputs",
-           "check_kernel_mode", "clear_paths", "kernel_mode", "paths_taken", "use_kernels"]
+           "check_kernel_mode", "clear_paths", "interpreter_on", "kernel_mode", "paths_taken", "use_kernels"]
 
 HAS_TRITON = importlib.util.find_spec("triton") is not None
 KERNEL_MODES = ("auto", "torch", "triton")
@@ -106,7 +106,8 @@ def clear_paths() -> None:
     _taken.clear()
 
 
-def _interpreter_on() -> bool:
+def interpreter_on() -> bool:
+    """``TRITON_INTERPRET=1``: Triton kernels run on CPU tensors, through the interpreter."""
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
@@ -159,6 +160,7 @@ class Dispatch:
         self.triton = triton
         self.v_like_q = v_like_q
         self._triton_fn: object = _NOT_LOADED
+        self._auto_fn: Callable[..., torch.Tensor] | None = None  # the Triton path with its fallback, made once
         self._fell_back = False
 
     def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
@@ -176,7 +178,7 @@ class Dispatch:
         if mode == "torch" or self.triton is None:  # an op without a Triton implementation has one path
             return self._record(self.torch, "torch")
         if mode == "triton":
-            if not (q.is_cuda or _interpreter_on()):
+            if not (q.is_cuda or interpreter_on()):
                 raise KernelPathError(f"{self.op}: kernel mode triton needs CUDA tensors (or TRITON_INTERPRET=1 "
                                       f"to interpret the kernels on the CPU); got a {q.device.type} tensor. "
                                       f"Use {ENV_VAR}=auto or =torch, or run on a GPU")
@@ -188,7 +190,9 @@ class Dispatch:
         if q.is_cuda and not self._fell_back:
             fn = self._load_triton()
             if fn is not None:
-                return self._with_fallback(fn)
+                if self._auto_fn is None:
+                    self._auto_fn = self._with_fallback(fn)
+                return self._auto_fn
         return self._record(self.torch, "torch (fallback)" if self._fell_back and q.is_cuda else "torch")
 
     def _record(self, fn: Callable[..., torch.Tensor], path: str) -> Callable[..., torch.Tensor]:
